@@ -1,0 +1,359 @@
+"""Load a config file: YAML -> located data -> interpolation, defaults, secrets -> typed model.
+
+Every step appends to one list of issues instead of raising, so the user sees all problems of the
+file at once; only at the end is a single `ConfigError` raised.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from pbs_compliance.config.errors import ConfigError, ConfigIssue
+from pbs_compliance.config.model import (
+    ComplianceConfig,
+    DnsSettings,
+    PruneBackups,
+    PveSettings,
+    StorageSpec,
+)
+from pbs_compliance.config.yamlsource import Located, Path_, format_path, load_yaml
+
+M = TypeVar("M", bound=BaseModel)
+
+_VAR_RE = re.compile(r"\$\$|\$\{([^}]*)\}")
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_REFERENCE_RE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+TOP_KEYS = ("pbs_storages", "pve", "dns", "defaults")
+# Secret fields: (where, field, its *_file sibling, the environment variable we suggest).
+_STORAGE_SECRET = ("password", "password_file")
+_PVE_SECRETS = (("token_secret", "token_secret_file"), ("password", "password_file"))
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> ComplianceConfig:
+    """Load and validate `path`; raise `ConfigError` listing every problem."""
+    file = Path(path)
+    env = os.environ if environ is None else environ
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            [ConfigIssue(file, None, None, "", "file not found", _hint_missing(file))]
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            [ConfigIssue(file, None, None, "", f"cannot read: {exc.strerror}", "check permissions")]
+        ) from None
+    return parse_config(raw, file, env)
+
+
+def _hint_missing(file: Path) -> str:
+    return (
+        f"create {file} (see config/pbs-storage.example.yaml) or pass --config/--pbs-config; "
+        "`pbs lab serve` writes one for the lab"
+    )
+
+
+def parse_config(raw: bytes, file: Path, environ: Mapping[str, str]) -> ComplianceConfig:
+    """Validate the bytes of a config file; `file` is only used to name it and resolve paths."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    file,
+                    line,
+                    None,
+                    "",
+                    f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+                    "save the file as UTF-8",
+                )
+            ]
+        ) from None
+    located = load_yaml(text.removeprefix("\ufeff"), file)
+    loader = _Loader(file, located, environ)
+    config = loader.run()
+    if loader.issues or config is None:
+        raise ConfigError(loader.issues)
+    return config
+
+
+class _Loader:
+    def __init__(self, file: Path, located: Located, environ: Mapping[str, str]) -> None:
+        self.file = file
+        self.located = located
+        self.environ = environ
+        self.issues: list[ConfigIssue] = list(located.issues)
+
+    def issue(self, path: Path_, message: str, fix: str = "") -> None:
+        line, column = self.located.mark(path)
+        self.issues.append(ConfigIssue(self.file, line, column, format_path(path), message, fix))
+
+    # -- the steps ---------------------------------------------------------------------------
+
+    def run(self) -> ComplianceConfig | None:
+        data = self.located.data
+        if self.issues and data is None:  # a syntax error: nothing to validate
+            return None
+        if data is None:
+            self.issue((), "the file is empty", "declare at least `pbs_storages:` (a list)")
+            return None
+        if not isinstance(data, dict):
+            self.issue((), "the top level must be a mapping", "start with `pbs_storages:`")
+            return None
+        self._unknown_keys((), data, TOP_KEYS)
+        storages = data.get("pbs_storages")
+        if storages is None:
+            self.issue((), "missing `pbs_storages`", "add `pbs_storages:` with a list of entries")
+            storages = []
+        elif not isinstance(storages, list):
+            self.issue(("pbs_storages",), "must be a list of storage entries", "use `- name: ...`")
+            storages = []
+        defaults = data.get("defaults") or {}
+        if not isinstance(defaults, dict):
+            self.issue(("defaults",), "must be a mapping of field defaults", "e.g. `port: 8007`")
+            defaults = {}
+        default_fields = set(StorageSpec.model_fields) - {"name", "password"} | {"password_file"}
+        self._unknown_keys(("defaults",), defaults, sorted(default_fields))
+
+        pve = self._pve(data.get("pve"))
+        dns = self._section(("dns",), data.get("dns"), DnsSettings)
+        specs: list[StorageSpec] = []
+        first_seen: dict[str, int] = {}
+        for index, entry in enumerate(storages):
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if isinstance(name, str) and name in first_seen:
+                line = self.located.mark(("pbs_storages", first_seen[name]))[0]
+                self.issue(
+                    ("pbs_storages", index, "name"),
+                    f"duplicate storage name `{name}` (first declared on line {line})",
+                    "storage names are PVE storage IDs and must be unique",
+                )
+                continue
+            if isinstance(name, str):
+                first_seen[name] = index
+            spec = self._storage(index, entry, defaults)
+            if spec is not None:
+                specs.append(spec)
+        if self.issues or pve is None or dns is None:
+            return None
+        return ComplianceConfig(source=self.file, pve=pve, dns=dns, storages=tuple(specs))
+
+    def _storage(self, index: int, entry: Any, defaults: dict[str, Any]) -> StorageSpec | None:
+        path: Path_ = ("pbs_storages", index)
+        if not isinstance(entry, dict):
+            self.issue(path, "each storage must be a mapping", "start the entry with `- name: ...`")
+            return None
+        merged: dict[str, Any] = {}
+        origin: dict[str, Path_] = {}
+        for key, value in defaults.items():
+            merged[key] = value
+            origin[key] = ("defaults", key)
+        for key, value in entry.items():
+            merged[key] = value
+            origin[key] = (*path, key)
+        allowed = [*StorageSpec.model_fields, "password_file"]
+        self._unknown_keys(path, entry, allowed)
+        merged = {k: v for k, v in merged.items() if k in allowed}
+        self._secret(merged, origin, path, *_STORAGE_SECRET, env_hint=_env_name(entry))
+        if isinstance(merged.get("prune_backups"), dict):
+            self._unknown_keys(
+                origin["prune_backups"], merged["prune_backups"], list(PruneBackups.model_fields)
+            )
+        return self._validate(StorageSpec, merged, lambda loc: _origin_path(loc, origin, path))
+
+    def _pve(self, section: Any) -> PveSettings | None:
+        path: Path_ = ("pve",)
+        if section is None:
+            return PveSettings()
+        if not isinstance(section, dict):
+            self.issue(path, "must be a mapping", "e.g. `url: https://pve1.example:8006`")
+            return None
+        allowed = [*PveSettings.model_fields, "token_secret_file", "password_file"]
+        self._unknown_keys(path, section, allowed)
+        values = {k: v for k, v in section.items() if k in allowed}
+        origin: dict[str, Path_] = {k: (*path, k) for k in values}
+        for field, file_field in _PVE_SECRETS:
+            self._secret(values, origin, path, field, file_field, env_hint=f"PVE_{field.upper()}")
+        if isinstance(values.get("ca_file"), str):
+            values["ca_file"] = self._relative(values["ca_file"])
+        return self._validate(PveSettings, values, lambda loc: _origin_path(loc, origin, path))
+
+    def _section(self, path: Path_, section: Any, model: type[DnsSettings]) -> DnsSettings | None:
+        if section is None:
+            return model()
+        if not isinstance(section, dict):
+            self.issue(path, "must be a mapping", "e.g. `nameservers: [192.0.2.53]`")
+            return None
+        self._unknown_keys(path, section, list(model.model_fields))
+        values = self._interpolate_tree(
+            {k: v for k, v in section.items() if k in model.model_fields}, path
+        )
+        return self._validate(model, values, lambda loc: (*path, *loc))
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _unknown_keys(self, path: Path_, mapping: dict[str, Any], allowed: Any) -> None:
+        allowed = list(allowed)
+        for key in mapping:
+            if key in allowed:
+                continue
+            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            fix = f"did you mean `{close[0]}`?" if close else f"known keys: {', '.join(allowed)}"
+            self.issue((*path, key), f"unknown key `{key}`", fix)
+
+    def _relative(self, value: str) -> Path:
+        candidate = Path(value).expanduser()
+        return candidate if candidate.is_absolute() else self.file.parent / candidate
+
+    def _secret(
+        self,
+        values: dict[str, Any],
+        origin: dict[str, Path_],
+        path: Path_,
+        field: str,
+        file_field: str,
+        env_hint: str,
+    ) -> None:
+        """Resolve a secret from `${ENV}` or a file; a literal secret is an error, never used."""
+        literal = values.pop(field, None)
+        secret_file = values.pop(file_field, None)
+        if literal is not None and secret_file is not None:
+            self.issue(
+                origin[file_field],
+                f"both `{field}` and `{file_field}` are given",
+                "keep one of them",
+            )
+            return
+        if literal is not None:
+            where = origin[field]
+            match = _REFERENCE_RE.match(literal) if isinstance(literal, str) else None
+            if match is None:
+                self.issue(
+                    where,
+                    "a literal secret does not belong in the config file",
+                    f"move it into the environment and write `{field}: ${{{env_hint}}}`, "
+                    f"or into a file readable only by you and write `{file_field}: /path`",
+                )
+                return
+            name = match.group(1)
+            if name not in self.environ:
+                self.issue(where, f"environment variable `{name}` is not set", f"export {name}=...")
+                return
+            values[field] = SecretStr(self.environ[name])
+            origin[field] = where
+        elif secret_file is not None:
+            where = origin[file_field]
+            if not isinstance(secret_file, str):
+                self.issue(where, "must be a file path", "e.g. `/etc/pbs-compliance/pbs.pw`")
+                return
+            expanded = self._interpolate(secret_file, where)
+            if expanded is None:
+                return
+            target = self._relative(expanded)
+            try:
+                secret = target.read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+                self.issue(where, f"cannot read secret file {target}: {reason}", "check the path")
+                return
+            if not secret:
+                self.issue(where, f"secret file {target} is empty", "write the secret into it")
+                return
+            values[field] = SecretStr(secret)
+            origin[field] = where
+
+    def _interpolate(self, value: str, path: Path_) -> str | None:
+        missing: list[str] = []
+
+        def replace(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name = match.group(1)
+            if not _NAME_RE.match(name):
+                missing.append(f"`${{{name}}}` is not a valid variable reference")
+                return ""
+            if name not in self.environ:
+                missing.append(f"environment variable `{name}` is not set")
+                return ""
+            return self.environ[name]
+
+        result = _VAR_RE.sub(replace, value)
+        for message in missing:
+            self.issue(path, message, "export it before running, or write the value directly")
+        return None if missing else result
+
+    def _interpolate_tree(self, value: Any, path: Path_) -> Any:
+        if isinstance(value, str):
+            result = self._interpolate(value, path)
+            return value if result is None else result
+        if isinstance(value, dict):
+            return {k: self._interpolate_tree(v, (*path, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return tuple(self._interpolate_tree(v, (*path, i)) for i, v in enumerate(value))
+        return value
+
+    def _validate(self, model: type[M], values: dict[str, Any], locate: Any) -> M | None:
+        prepared: dict[str, Any] = {}
+        for key, value in values.items():
+            if isinstance(value, SecretStr | Path):
+                prepared[key] = value
+            else:
+                prepared[key] = self._interpolate_tree(value, locate((key,)))
+        try:
+            return model.model_validate(prepared)
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False):
+                if error["type"] == "extra_forbidden":  # reported by _unknown_keys, with a hint
+                    continue
+                loc = tuple(part for part in error["loc"] if not isinstance(part, str) or part)
+                self.issue(locate(loc), _message(error), _fix(error))
+            return None
+
+
+def _origin_path(loc: tuple[Any, ...], origin: dict[str, Path_], base: Path_) -> Path_:
+    if loc and isinstance(loc[0], str) and loc[0] in origin:
+        return (*origin[loc[0]], *loc[1:])
+    return (*base, *loc)
+
+
+def _env_name(entry: dict[str, Any]) -> str:
+    name = entry.get("name")
+    stem = re.sub(r"[^A-Za-z0-9]+", "_", name).upper() if isinstance(name, str) else "STORAGE"
+    return f"PBS_{stem}_PASSWORD"
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "value_error":
+        return str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
+    if kind == "literal_error":
+        return f"{error['input']!r} is not allowed; {error['msg'].lower()}"
+    return f"{error['msg']} (got {_short(error.get('input'))})"
+
+
+def _fix(error: Any) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return f"add `{error['loc'][-1]}:`"
+    if kind == "string_type":
+        return "write it as text; put quotes around values like 007 or 12:34"
+    if kind == "literal_error" and "backup" in error["msg"]:
+        return "PBS storages hold only `backup` (or `none`); PVE turns anything else into `none`"
+    return ""
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
