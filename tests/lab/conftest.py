@@ -1,0 +1,89 @@
+"""Fixtures for the lab's own tests: real PBS servers, DNS servers and node agents on loopback."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pbs_compliance.lab.dns_server import DnsServer
+from pbs_compliance.lab.pbs_server import PbsServer, PbsServerSpec
+
+ROOT_PASSWORD = "root-secret-pw"
+BACKUP_PASSWORD = "backup-secret-pw"
+TOKEN_SECRET = "3f1c5e0a-token-secret"
+
+
+def default_spec(**overrides: Any) -> PbsServerSpec:
+    values: dict[str, Any] = {
+        "name": "pbs1.lab.example",
+        "address": "127.0.0.2",
+        "datastores": {"homelab": ["prod", "prod/vms"], "offsite": []},
+        "users": {"root@pam": ROOT_PASSWORD, "backup@pbs": BACKUP_PASSWORD},
+        "tokens": {"sync@pbs!ci": TOKEN_SECRET},
+        "acl": {"backup@pbs": ["homelab"], "sync@pbs!ci": ["homelab"]},
+    }
+    values.update(overrides)
+    return PbsServerSpec(**values)
+
+
+@pytest.fixture
+def start_pbs(tmp_path: Path) -> Iterator[Callable[..., PbsServer]]:
+    """Start a lab PBS (default spec, overridable by keyword); every one is stopped afterwards."""
+    servers: list[PbsServer] = []
+
+    def start(**overrides: Any) -> PbsServer:
+        server = PbsServer(default_spec(**overrides), tmp_path / f"certs{len(servers)}")
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def pbs(start_pbs: Callable[..., PbsServer]) -> PbsServer:
+    """One running lab PBS with the default spec."""
+    return start_pbs()
+
+
+@pytest.fixture
+def start_dns() -> Iterator[Callable[..., DnsServer]]:
+    """Start a lab DNS server; every one is stopped afterwards."""
+    servers: list[DnsServer] = []
+
+    def start(*args: Any, **kwargs: Any) -> DnsServer:
+        server = DnsServer(*args, **kwargs)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def peer_certificate(address: str, port: int, timeout: float = 2.0) -> bytes:
+    """DER of the certificate the server presents now (no verification: we only look)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection((address, port), timeout=timeout) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+@pytest.fixture
+def fetch_certificate() -> Callable[..., bytes]:
+    """``fetch_certificate(address, port)`` -> DER of the presented leaf certificate."""
+    return peer_certificate
