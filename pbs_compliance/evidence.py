@@ -1,0 +1,238 @@
+"""Gather the evidence a run judges: probes once per server, PVE state once per cluster.
+
+Everything here is I/O, done up front and concurrently: each distinct (server, port) is resolved,
+connected and handshaken exactly once however many storages point at it, all servers at the same
+time, so a dead server costs one timeout in total. PVE is read once (`GET /storage`) plus once per
+node. The result is plain data that serialises to JSON, because under xdist the controller
+gathers it and the workers only judge it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from pbs_compliance.config import StorageSpec
+from pbs_compliance.probes.dns import DnsResult, resolve
+from pbs_compliance.probes.tcp import TcpResult, connect
+from pbs_compliance.probes.tls import TlsResult, handshake
+from pbs_compliance.pve import PveClient, PveError
+
+MAX_WORKERS = 32
+
+
+@dataclass(frozen=True)
+class ServerEvidence:
+    """What one (server, port) looked like from here."""
+
+    server: str
+    port: int
+    dns: DnsResult
+    tcp: tuple[TcpResult, ...] = ()
+    tls: TlsResult | None = None
+
+    @property
+    def key(self) -> str:
+        return server_key(self.server, self.port)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "server": self.server,
+            "port": self.port,
+            "dns": self.dns.to_dict(),
+            "tcp": [t.to_dict() for t in self.tcp],
+            "tls": None if self.tls is None else self.tls.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ServerEvidence:
+        return cls(
+            server=data["server"],
+            port=data["port"],
+            dns=DnsResult.from_dict(data["dns"]),
+            tcp=tuple(TcpResult.from_dict(t) for t in data["tcp"]),
+            tls=None if data["tls"] is None else TlsResult.from_dict(data["tls"]),
+        )
+
+
+def server_key(server: str, port: int) -> str:
+    return f"{server.lower()}:{port}"
+
+
+def probe_server(
+    server: str, port: int, nameservers: Sequence[tuple[str, int]], timeout: float
+) -> ServerEvidence:
+    """DNS, then TCP to every address, then one TLS handshake on the first that connected."""
+    dns = resolve(server, nameservers, timeout)
+    if not dns.ok:
+        return ServerEvidence(server, port, dns)
+    tcp = tuple(connect(address, port, timeout) for address in dns.addresses)
+    reachable = next((t.address for t in tcp if t.ok), None)
+    if reachable is None:
+        return ServerEvidence(server, port, dns, tcp)
+    sni = None if dns.is_literal else server
+    return ServerEvidence(server, port, dns, tcp, handshake(reachable, port, sni, timeout))
+
+
+@dataclass(frozen=True)
+class NodeScan:
+    """Whether one node could log in to a PBS with the declared password (`scan/pbs`)."""
+
+    ok: bool
+    datastores: tuple[str, ...] = ()
+    error: str = ""
+
+
+@dataclass
+class LiveState:
+    """PVE as read once in this run; `error` says why it could not be read (then all empty)."""
+
+    storages: list[dict[str, Any]] = field(default_factory=list)
+    nodes: list[str] = field(default_factory=list)
+    node_views: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    node_errors: dict[str, str] = field(default_factory=dict)
+    scans: dict[str, NodeScan] = field(default_factory=dict)
+    error: str | None = None
+    skipped: str | None = None  # why PVE was not asked at all (no credentials)
+
+    @property
+    def pbs_entries(self) -> dict[str, dict[str, Any]]:
+        return {str(e["storage"]): e for e in self.storages if e.get("type") == "pbs"}
+
+    def node_entry(self, node: str, storage: str) -> dict[str, Any] | None:
+        return next((e for e in self.node_views.get(node, []) if e.get("storage") == storage), None)
+
+
+def scan_key(node: str, spec: StorageSpec) -> str:
+    """Identity of a scan: same node, server, port, user, password and fingerprint = same answer."""
+    secret = spec.password.get_secret_value() if spec.password else ""
+    digest = hashlib.sha256(secret.encode()).hexdigest()[:16]
+    return f"{node}|{spec.server}|{spec.port}|{spec.username}|{spec.fingerprint}|{digest}"
+
+
+def applies_to(spec: StorageSpec, nodes: Iterable[str]) -> list[str]:
+    """The nodes a storage is meant to be usable on (`nodes`, else all)."""
+    known = sorted(nodes)
+    return known if spec.nodes is None else [n for n in known if n in spec.nodes]
+
+
+def read_live(client: PveClient, storages: Sequence[StorageSpec]) -> LiveState:
+    """One storage-list read, one node list, one view per node, one scan per distinct login."""
+    state = LiveState()
+    try:
+        state.storages = client.storages()
+        state.nodes = client.nodes()
+    except PveError as exc:
+        state.error = str(exc)
+        return state
+    with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(state.nodes) or 1)) as pool:
+        views = {node: pool.submit(client.node_storages, node) for node in state.nodes}
+        scans: dict[str, Any] = {}
+        for spec in storages:
+            if spec.password is None or not spec.enabled:
+                continue
+            for node in applies_to(spec, state.nodes):
+                key = scan_key(node, spec)
+                if key not in scans:
+                    scans[key] = pool.submit(_scan, client, node, spec)
+        for node, future in views.items():
+            try:
+                state.node_views[node] = future.result()
+            except PveError as exc:
+                state.node_errors[node] = str(exc)
+        for key, future in scans.items():
+            state.scans[key] = future.result()
+    return state
+
+
+def _scan(client: PveClient, node: str, spec: StorageSpec) -> NodeScan:
+    assert spec.password is not None
+    try:
+        found = client.scan_pbs(
+            node,
+            spec.server,
+            spec.username,
+            spec.password.get_secret_value(),
+            spec.fingerprint,
+            spec.port,
+        )
+    except PveError as exc:
+        return NodeScan(ok=False, error=exc.message)
+    return NodeScan(ok=True, datastores=tuple(sorted(str(d.get("store")) for d in found)))
+
+
+@dataclass
+class Evidence:
+    """Everything a run judges, gathered once."""
+
+    servers: dict[str, ServerEvidence] = field(default_factory=dict)
+    live: LiveState = field(default_factory=LiveState)
+
+    def server(self, spec: StorageSpec) -> ServerEvidence:
+        return self.servers[server_key(spec.server, spec.port)]
+
+    def to_json(self) -> str:
+        live = self.live
+        return json.dumps(
+            {
+                "servers": {k: v.to_dict() for k, v in self.servers.items()},
+                "live": {
+                    "storages": live.storages,
+                    "nodes": live.nodes,
+                    "node_views": live.node_views,
+                    "node_errors": live.node_errors,
+                    "scans": {
+                        k: vars(v) | {"datastores": list(v.datastores)}
+                        for k, v in live.scans.items()
+                    },
+                    "error": live.error,
+                    "skipped": live.skipped,
+                },
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Evidence:
+        data = json.loads(text)
+        raw = data["live"]
+        live = LiveState(
+            storages=raw["storages"],
+            nodes=raw["nodes"],
+            node_views=raw["node_views"],
+            node_errors=raw["node_errors"],
+            scans={
+                k: NodeScan(v["ok"], tuple(v["datastores"]), v["error"])
+                for k, v in raw["scans"].items()
+            },
+            error=raw["error"],
+            skipped=raw["skipped"],
+        )
+        servers = {k: ServerEvidence.from_dict(v) for k, v in data["servers"].items()}
+        return cls(servers=servers, live=live)
+
+
+def gather(
+    storages: Sequence[StorageSpec],
+    nameservers: Sequence[tuple[str, int]],
+    timeout: float,
+    client: PveClient | None,
+    no_client_reason: str = "no PVE credentials configured",
+) -> Evidence:
+    """Probe every distinct server and read PVE, all at once."""
+    targets = {server_key(s.server, s.port): (s.server, s.port) for s in storages if s.enabled}
+    workers = max(1, min(MAX_WORKERS, len(targets) + 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        live_future = pool.submit(read_live, client, storages) if client is not None else None
+        futures = {
+            key: pool.submit(probe_server, server, port, nameservers, timeout)
+            for key, (server, port) in targets.items()
+        }
+        servers = {key: future.result() for key, future in futures.items()}
+        live = (
+            live_future.result() if live_future is not None else LiveState(skipped=no_client_reason)
+        )
+    return Evidence(servers=servers, live=live)

@@ -1,0 +1,373 @@
+"""Start and stop a whole lab, and write the files other tools use to find it.
+
+Order matters: certificates, then PBS servers (their fingerprints go into storage.cfg), then DNS
+views, then the PVE API; only when everything listens are `lab.json`, `lab.env` and
+`pbs-storage.yaml` written - their presence is the "ready" signal for scripts and the demo.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pbs_compliance.essence import parse_prune
+from pbs_compliance.lab.certs import CertificateAuthority
+from pbs_compliance.lab.dns_server import DnsServer
+from pbs_compliance.lab.node_agent import LabNodeAgent
+from pbs_compliance.lab.pbs_server import PbsServer, PbsServerSpec
+from pbs_compliance.lab.pve_api import Principal, PveApiServer, PveServerConfig
+from pbs_compliance.lab.scenario import Scenario, StorageScenario
+
+TOKEN_ID = "root@pam!compliance"
+READONLY_TOKEN_ID = "auditor@pve!readonly"
+ADMIN_USER = "root@pam"
+ALL_PRIVILEGES = frozenset(
+    {"Datastore.Allocate", "Datastore.Audit", "Datastore.AllocateSpace", "Sys.Audit"}
+)
+
+
+class LabError(Exception):
+    """The lab cannot start as specified (a port in use, an unknown server name, ...)."""
+
+
+def env_name(storage: str) -> str:
+    """The lab.env variable that holds a storage's PBS password."""
+    return "PBS_LAB_" + re.sub(r"[^A-Za-z0-9]+", "_", storage).upper() + "_PASSWORD"
+
+
+class Lab:
+    """A running lab. Use `start_lab()`; attributes are valid until `stop()`."""
+
+    def __init__(self, scenario: Scenario, state_dir: Path) -> None:
+        self.scenario = scenario
+        self.state_dir = state_dir
+        self.pbs: dict[str, PbsServer] = {}
+        self.dns: DnsServer | None = None
+        self.node_dns: dict[str, DnsServer] = {}
+        self.pve: PveApiServer | None = None
+        self.env: dict[str, str] = {}
+        self._pbs_credentials: dict[str, dict[str, str]] = {}
+        self.token_secret = secrets.token_hex(16)
+        self.readonly_token_secret = secrets.token_hex(16)
+        self.password = secrets.token_urlsafe(12)
+
+    # -- paths --------------------------------------------------------------------------------
+
+    @property
+    def config_path(self) -> Path:
+        return self.state_dir / "pbs-storage.yaml"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.state_dir / "ca.pem"
+
+    @property
+    def request_log(self) -> Path:
+        return self.state_dir / "requests.jsonl"
+
+    @property
+    def url(self) -> str:
+        assert self.pve is not None
+        return self.pve.url
+
+    def requests(self) -> list[dict[str, Any]]:
+        """Every API request so far, as logged (secrets redacted)."""
+        if not self.request_log.exists():
+            return []
+        lines = self.request_log.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("lab.json", "lab.env", "pbs-storage.yaml"):
+            (self.state_dir / name).unlink(missing_ok=True)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        ca = CertificateAuthority.create("pbs-compliance lab CA")
+        self.ca_file.write_bytes(ca.cert_pem)
+        cert_dir = self.state_dir / "certs"
+        cert_dir.mkdir(exist_ok=True)
+        for server in self.scenario.pbs_servers:
+            users = {u: p or secrets.token_urlsafe(12) for u, p in server.users.items()}
+            tokens = {t: s or secrets.token_hex(16) for t, s in server.tokens.items()}
+            self._pbs_credentials[server.name] = {**users, **tokens}
+            spec = PbsServerSpec(
+                name=server.name,
+                address=server.address,
+                port=server.port,
+                datastores=server.datastores,
+                users=users,
+                tokens=tokens,
+                acl=server.acl,
+                expired=server.expired,
+            )
+            pbs = PbsServer(spec, cert_dir)
+            try:
+                pbs.start()
+            except OSError as exc:
+                raise LabError(
+                    f"PBS server {server.name} cannot listen on {server.address}:{server.port}: "
+                    f"{exc.strerror} (another lab running? use port 0)"
+                ) from None
+            self.pbs[server.name] = pbs
+            if server.mode != "up":
+                pbs.set_mode(server.mode)
+
+        records = {s.name: [s.address] for s in self.scenario.pbs_servers if s.in_dns}
+        records.update(self.scenario.dns_records)
+        self.dns = DnsServer(records, self.scenario.dns_cnames)
+        self.dns.start()
+        agents: dict[str, LabNodeAgent] = {}
+        for node in self.scenario.nodes:
+            hidden = {h.lower() for h in self.scenario.dns_hidden.get(node, [])}
+            view = {n: a for n, a in records.items() if n.lower() not in hidden}
+            node_dns = DnsServer(view, self.scenario.dns_cnames)
+            node_dns.start()
+            self.node_dns[node] = node_dns
+            agents[node] = LabNodeAgent(
+                node, (node_dns.address, node_dns.port), timeout=self.scenario.node_timeout
+            )
+
+        pve_cert = ca.issue(
+            "pve.lab", dns_names=["localhost", "pve.lab"], ip_addresses=["127.0.0.1"]
+        )
+        cert_file, key_file = pve_cert.write(cert_dir, "pve")
+        storage_cfg, passwords = self._initial_storage()
+        self.pve = PveApiServer(
+            PveServerConfig(
+                state_dir=self.state_dir,
+                cert_file=cert_file,
+                key_file=key_file,
+                nodes=agents,
+                principals=[
+                    Principal(ADMIN_USER, self.password, ALL_PRIVILEGES),
+                    Principal(TOKEN_ID, self.token_secret, ALL_PRIVILEGES),
+                    Principal(
+                        READONLY_TOKEN_ID,
+                        self.readonly_token_secret,
+                        frozenset({"Datastore.Audit"}),
+                    ),
+                ],
+                request_log=self.request_log,
+                initial_storage_cfg=storage_cfg,
+                initial_passwords=passwords,
+                auth_failure_delay=self.scenario.auth_failure_delay,
+                admin_handler=self._admin,
+            )
+        )
+        self.pve.start()
+        if self.scenario.pve_faults:
+            self.pve.faults.set(**self.scenario.pve_faults)
+        self._write_files()
+
+    def stop(self) -> None:
+        """Stop everything; safe to call twice and after a failed start."""
+        if self.pve is not None:
+            self.pve.stop()
+        for server in self.node_dns.values():
+            server.stop()
+        if self.dns is not None:
+            self.dns.stop()
+        for pbs in self.pbs.values():
+            pbs.stop()
+
+    # -- what the lab holds -------------------------------------------------------------------
+
+    def pbs_password(self, server: str, auth_id: str) -> str:
+        return self._pbs_credentials[server][auth_id]
+
+    def _storage_password(self, storage: StorageScenario) -> str | None:
+        if storage.password is not None:
+            return storage.password
+        if storage.server in self._pbs_credentials:
+            return self._pbs_credentials[storage.server].get(storage.username)
+        return None
+
+    def _initial_storage(self) -> tuple[str | None, dict[str, str]]:
+        """storage.cfg text (PVE's section-config format) and passwords for the scenario."""
+        sections = ["dir: local\n\tpath /var/lib/vz\n\tcontent iso,vztmpl,backup\n"]
+        passwords: dict[str, str] = {}
+        for storage in self.scenario.storages:
+            lines = [f"{storage.type}: {storage.name}"]
+            if storage.type == "pbs":
+                if storage.server is None or storage.datastore is None:
+                    raise LabError(f"lab storage {storage.name}: pbs needs server and datastore")
+                lines += [f"\tserver {storage.server}", f"\tdatastore {storage.datastore}"]
+                lines.append(f"\tusername {storage.username}")
+                fingerprint = storage.fingerprint or self._served_fingerprint(storage.server)
+                if fingerprint:
+                    lines.append(f"\tfingerprint {fingerprint}")
+                password = self._storage_password(storage)
+                if password:
+                    passwords[storage.name] = password
+                server = self._server_scenario(storage.server)
+                if server is not None and server.port not in (0, 8007):
+                    lines.append(f"\tport {server.port}")
+                elif server is not None and server.port == 0:
+                    lines.append(f"\tport {self.pbs[storage.server].port}")
+            for key, value in storage.options.items():
+                lines.append(f"\t{key}" if key == "disable" else f"\t{key} {value}")
+            sections.append("\n".join(lines) + "\n")
+        return "\n".join(sections), passwords
+
+    def _server_scenario(self, name: str) -> Any:
+        return next((s for s in self.scenario.pbs_servers if s.name == name), None)
+
+    def _served_fingerprint(self, server: str) -> str | None:
+        pbs = self.pbs.get(server)
+        return pbs.fingerprint if pbs is not None else None
+
+    # -- files --------------------------------------------------------------------------------
+
+    def _write_files(self) -> None:
+        assert self.pve is not None and self.dns is not None
+        self.env = {
+            "PBS_LAB_PVE_TOKEN_SECRET": self.token_secret,
+            "PBS_LAB_PVE_READONLY_TOKEN_SECRET": self.readonly_token_secret,
+            "PBS_LAB_PVE_PASSWORD": self.password,
+        }
+        declared = []
+        for storage in self.scenario.storages:
+            if storage.type != "pbs" or not storage.declare:
+                continue
+            password = self._storage_password(storage)
+            if password:
+                self.env[env_name(storage.name)] = password
+            declared.append(self._declaration(storage, password is not None))
+        lab = {
+            "pve": {
+                "url": self.pve.url,
+                "ca_file": str(self.ca_file),
+                "nodes": list(self.scenario.nodes),
+                "token_id": TOKEN_ID,
+                "token_secret": self.token_secret,
+                "readonly_token_id": READONLY_TOKEN_ID,
+                "readonly_token_secret": self.readonly_token_secret,
+                "user": ADMIN_USER,
+                "password": self.password,
+            },
+            "dns": f"{self.dns.address}:{self.dns.port}",
+            "node_dns": {n: f"{d.address}:{d.port}" for n, d in self.node_dns.items()},
+            "pbs_servers": [
+                {
+                    "name": name,
+                    "address": pbs.address,
+                    "port": pbs.port,
+                    "fingerprint": pbs.fingerprint,
+                    "datastores": sorted(self._server_scenario(name).datastores),
+                    "username": "root@pam",
+                    "password": self._pbs_credentials[name].get("root@pam"),
+                }
+                for name, pbs in self.pbs.items()
+            ],
+        }
+        config = {
+            "pve": {
+                "url": self.pve.url,
+                "token_id": TOKEN_ID,
+                "token_secret": "${PBS_LAB_PVE_TOKEN_SECRET}",
+                "ca_file": "ca.pem",
+            },
+            "dns": {"nameservers": [f"{self.dns.address}:{self.dns.port}"], "timeout": 1.0},
+            "pbs_storages": declared,
+        }
+        _write_private(
+            self.state_dir / "lab.env", "".join(f"{k}={v}\n" for k, v in self.env.items())
+        )
+        header = (
+            "# Written by `pbs lab serve`: the lab's PBS entries exactly as they are.\n"
+            f"# Secrets come from lab.env: set -a; . {self.state_dir / 'lab.env'}; set +a\n"
+        )
+        self.config_path.write_text(
+            header + yaml.safe_dump(config, sort_keys=False, width=120), encoding="utf-8"
+        )
+        _write_private(self.state_dir / "lab.json", json.dumps(lab, indent=2) + "\n")
+
+    def _declaration(self, storage: StorageScenario, has_password: bool) -> dict[str, Any]:
+        assert storage.server is not None
+        options = storage.options
+        entry: dict[str, Any] = {
+            "name": storage.name,
+            "enabled": "disable" not in options,
+            "server": storage.server,
+            "datastore": storage.datastore,
+            "content": options.get("content", "backup").split(","),
+            "username": storage.username,
+            "fingerprint": storage.fingerprint or self._served_fingerprint(storage.server),
+        }
+        pbs = self.pbs.get(storage.server)
+        if pbs is not None and pbs.port != 8007:
+            entry["port"] = pbs.port
+        if "namespace" in options:
+            entry["namespace"] = options["namespace"]
+        if "nodes" in options:
+            entry["nodes"] = sorted(options["nodes"].split(","))
+        if "max-protected-backups" in options:
+            entry["max_protected_backups"] = int(options["max-protected-backups"])
+        if "prune-backups" in options:
+            parsed = parse_prune(options["prune-backups"])
+            entry["prune_backups"] = {
+                k.replace("-", "_"): (bool(v) if k == "keep-all" else v) for k, v in parsed.items()
+            }
+        if has_password:
+            entry["password"] = f"${{{env_name(storage.name)}}}"
+        entry["description"] = f"lab: {storage.datastore} on {storage.server}"
+        return entry
+
+    # -- run-time faults (POST /_lab/... on the PVE API) ---------------------------------------
+
+    def _admin(self, path: str, body: Mapping[str, object]) -> object:
+        parts = [p for p in path.split("/") if p and p != "_lab"]
+        if len(parts) == 2 and parts[0] == "pbs" and parts[1] in self.pbs:
+            pbs = self.pbs[parts[1]]
+            if "mode" in body:
+                pbs.set_mode(str(body["mode"]))  # type: ignore[arg-type]
+            if "expired" in body:
+                pbs.set_expired(bool(body["expired"]))
+            if body.get("renew"):
+                pbs.renew_certificate()
+            return {"name": parts[1], "fingerprint": pbs.fingerprint}
+        if parts == ["dns"]:
+            targets = (
+                [self.node_dns[str(body["node"])]]
+                if "node" in body
+                else [*([self.dns] if self.dns else []), *self.node_dns.values()]
+            )
+            for server in targets:
+                server.set_fault(body.get("fault"))  # type: ignore[arg-type]
+            return {"fault": body.get("fault")}
+        raise KeyError(f"no lab admin route {path}")
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_text(text, encoding="utf-8")
+
+
+@contextmanager
+def start_lab(state_dir: Path, scenario: Scenario | None = None) -> Iterator[Lab]:
+    """Run a lab for the duration of a `with` block (ephemeral ports unless the spec says)."""
+    from pbs_compliance.lab.scenario import builtin
+
+    lab = Lab(scenario or builtin(), state_dir)
+    lab.start()
+    try:
+        yield lab
+    finally:
+        with suppress(Exception):
+            lab.stop()

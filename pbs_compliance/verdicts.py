@@ -1,0 +1,305 @@
+"""The checks themselves, as pure functions from a declaration and evidence to a `Verdict`.
+
+The pytest cases in `checks/` and the CLI's tables both call these, so a storage is judged the
+same way wherever it is looked at. Each failure message says what was seen, what was expected
+and the one thing to do about it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pbs_compliance.config import ComplianceConfig, StorageSpec
+from pbs_compliance.drift import Drift, diff
+from pbs_compliance.essence import essence_from_api, essence_of
+from pbs_compliance.evidence import LiveState, ServerEvidence, scan_key
+
+Status = Literal["pass", "fail", "skip"]
+CHECKS = ("dns", "port", "tls", "fingerprint", "drift", "nodes", "unmanaged")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    check: str
+    storage: str
+    status: Status
+    message: str = ""
+    facts: tuple[tuple[str, str], ...] = ()
+    node: str | None = None
+    drift: Drift | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+
+def _disabled(check: str, spec: StorageSpec) -> Verdict:
+    return Verdict(
+        check,
+        spec.name,
+        "skip",
+        f"'{spec.name}' is declared `enabled: false`: connectivity is not checked",
+    )
+
+
+def dns(spec: StorageSpec, ev: ServerEvidence | None) -> Verdict:
+    if not spec.enabled or ev is None:
+        return _disabled("dns", spec)
+    facts = (("server", spec.server), ("resolved", ", ".join(ev.dns.addresses) or "-"))
+    if ev.dns.ok:
+        return Verdict("dns", spec.name, "pass", facts=facts)
+    return Verdict("dns", spec.name, "fail", ev.dns.describe(), facts)
+
+
+def port(spec: StorageSpec, ev: ServerEvidence | None) -> Verdict:
+    if not spec.enabled or ev is None:
+        return _disabled("port", spec)
+    if not ev.dns.ok:
+        return Verdict(
+            "port", spec.name, "skip", f"{spec.server} did not resolve (see the dns case)"
+        )
+    failed = [t for t in ev.tcp if not t.ok]
+    facts = tuple((f"tcp {t.address}:{t.port}", "open" if t.ok else str(t.error)) for t in ev.tcp)
+    if not failed:
+        return Verdict("port", spec.name, "pass", facts=facts)
+    lines = [
+        f"{spec.server} port {spec.port}: no TCP connection to "
+        f"{len(failed)} of {len(ev.tcp)} address(es):"
+    ]
+    lines += [f"  {t.address}:{t.port}: {t.error}" for t in failed]
+    lines.append(
+        f"fix: check that proxmox-backup-proxy runs on {spec.server} and that no firewall "
+        f"blocks TCP {spec.port} from here (and from the PVE nodes)"
+    )
+    return Verdict("port", spec.name, "fail", "\n".join(lines), facts)
+
+
+def _cert_facts(ev: ServerEvidence) -> tuple[tuple[str, str], ...]:
+    tls = ev.tls
+    if tls is None or tls.fingerprint is None:
+        return ()
+    return (
+        ("subject", tls.subject or "-"),
+        ("issuer", tls.issuer or "-"),
+        ("not after", tls.not_after.isoformat() if tls.not_after else "-"),
+        ("served fingerprint", tls.fingerprint),
+    )
+
+
+def tls(
+    spec: StorageSpec, ev: ServerEvidence | None, now: dt.datetime, expiry_days: int
+) -> Verdict:
+    if not spec.enabled or ev is None:
+        return _disabled("tls", spec)
+    if ev.tls is None:
+        return Verdict(
+            "tls", spec.name, "skip", f"no TCP connection to {spec.server} (see the port case)"
+        )
+    result = ev.tls
+    facts = _cert_facts(ev)
+    if not result.ok:
+        return Verdict(
+            "tls",
+            spec.name,
+            "fail",
+            f"TLS handshake with {spec.server}:{spec.port} failed: {result.error}\n"
+            "fix: is this really the PBS API port? A server that accepts TCP but never answers "
+            "TLS is hung or behind a broken proxy",
+            facts,
+        )
+    assert result.not_after is not None
+    assert result.not_before is not None
+    if result.not_before > now:
+        return Verdict(
+            "tls",
+            spec.name,
+            "fail",
+            f"the certificate of {spec.server} is not valid before "
+            f"{result.not_before:%Y-%m-%d %H:%M} UTC "
+            "- check the clocks of the PBS and of this machine",
+            facts,
+        )
+    days = result.days_left(now)
+    if result.is_expired(now):
+        return Verdict(
+            "tls",
+            spec.name,
+            "fail",
+            f"the certificate of {spec.server} expired on {result.not_after:%Y-%m-%d} "
+            f"({-days} days ago)\nfix: renew it on the PBS (proxmox-backup-manager cert update), "
+            f"then `pbs fingerprint --update {spec.name}`",
+            facts,
+        )
+    if days < expiry_days:
+        return Verdict(
+            "tls",
+            spec.name,
+            "fail",
+            f"the certificate of {spec.server} expires on {result.not_after:%Y-%m-%d} "
+            f"({days} days left, threshold {expiry_days})\nfix: renew it on the PBS, then "
+            f"`pbs fingerprint --update {spec.name}` (or lower --cert-expiry-days)",
+            facts,
+        )
+    return Verdict("tls", spec.name, "pass", facts=facts)
+
+
+def fingerprint(spec: StorageSpec, ev: ServerEvidence | None, config_path: str = "") -> Verdict:
+    if not spec.enabled or ev is None:
+        return _disabled("fingerprint", spec)
+    result = ev.tls
+    if result is None or result.fingerprint is None:
+        return Verdict(
+            "fingerprint",
+            spec.name,
+            "skip",
+            f"no certificate from {spec.server} (see the tls case)",
+        )
+    facts = (("declared fingerprint", spec.fingerprint), *_cert_facts(ev))
+    if result.matches(spec.fingerprint):
+        return Verdict("fingerprint", spec.name, "pass", facts=facts)
+    where = f" --config {config_path}" if config_path else ""
+    return Verdict(
+        "fingerprint",
+        spec.name,
+        "fail",
+        f"{spec.server} serves a certificate with another fingerprint (renewed certificate?)\n"
+        f"  declared: {spec.fingerprint}\n"
+        f"  served:   {result.fingerprint}\n"
+        f"fix: `pbs fingerprint {spec.server}:{spec.port} --update {spec.name}{where}` after "
+        "confirming the new certificate is genuine; PVE refuses the connection until then",
+        facts,
+    )
+
+
+def _live_unavailable(
+    check: str, spec: StorageSpec, live: LiveState, node: str | None = None
+) -> Verdict | None:
+    if live.skipped:
+        return Verdict(check, spec.name, "skip", f"{live.skipped}: PVE is not checked", node=node)
+    if live.error:
+        return Verdict(check, spec.name, "fail", f"cannot read PVE: {live.error}", node=node)
+    return None
+
+
+def drift(spec: StorageSpec, live: LiveState) -> Verdict:
+    unavailable = _live_unavailable("drift", spec, live)
+    if unavailable is not None:
+        return unavailable
+    entry = live.pbs_entries.get(spec.name)
+    other = next((e for e in live.storages if e.get("storage") == spec.name), None)
+    if entry is None and other is not None:
+        return Verdict(
+            "drift",
+            spec.name,
+            "fail",
+            f"PVE has a storage '{spec.name}' of type {other.get('type')}, not pbs; "
+            "rename one of them",
+        )
+    result = diff(essence_of(spec), essence_from_api(entry) if entry is not None else None)
+    facts = tuple((d.key, f"{d.declared} -> {d.live}") for d in result.diffs)
+    if result.compliant:
+        return Verdict("drift", spec.name, "pass", drift=result)
+    return Verdict("drift", spec.name, "fail", result.describe(), facts, drift=result)
+
+
+def node(spec: StorageSpec, node_name: str, live: LiveState) -> Verdict:
+    unavailable = _live_unavailable("nodes", spec, live, node_name)
+    if unavailable is not None:
+        return unavailable
+    if not spec.enabled:
+        return Verdict(
+            "nodes",
+            spec.name,
+            "skip",
+            f"'{spec.name}' is declared `enabled: false`",
+            node=node_name,
+        )
+    if node_name in live.node_errors:
+        return Verdict(
+            "nodes",
+            spec.name,
+            "fail",
+            f"cannot read the view of {node_name}: {live.node_errors[node_name]}",
+            node=node_name,
+        )
+    if spec.name not in live.pbs_entries:
+        return Verdict(
+            "nodes",
+            spec.name,
+            "skip",
+            f"'{spec.name}' does not exist in PVE (see the drift case)",
+            node=node_name,
+        )
+    entry = live.node_entry(node_name, spec.name)
+    problems: list[str] = []
+    if entry is None:
+        problems.append(f"{node_name} does not list '{spec.name}' at all")
+    elif not entry.get("enabled"):
+        problems.append(f"{node_name} reports '{spec.name}' disabled (see the drift case)")
+    elif not entry.get("active"):
+        problems.append(
+            f"{node_name} reports '{spec.name}' enabled but NOT active: it cannot reach or log in "
+            f"to {spec.server}:{spec.port} from there"
+        )
+    facts: list[tuple[str, str]] = [("node", node_name)]
+    if entry is not None:
+        facts.append(("active", str(entry.get("active"))))
+    if spec.password is not None:
+        scan = live.scans.get(scan_key(node_name, spec))
+        if scan is not None and not scan.ok:
+            problems.append(
+                f"logging in from {node_name} with the declared password failed: {scan.error}"
+            )
+        elif scan is not None and spec.datastore not in scan.datastores:
+            problems.append(
+                f"from {node_name}, {spec.username} sees datastores "
+                f"{', '.join(scan.datastores) or '(none)'} "
+                f"but not '{spec.datastore}': check its permissions on the PBS"
+            )
+        elif scan is not None:
+            facts.append(("password", "works from this node"))
+    if not problems:
+        return Verdict("nodes", spec.name, "pass", facts=tuple(facts), node=node_name)
+    problems.append(
+        f"fix: from {node_name}, check `getent hosts {spec.server}`, the firewall to port "
+        f"{spec.port}, the fingerprint and the credentials "
+        "(journalctl -u pvestatd shows PVE's reason)"
+    )
+    return Verdict("nodes", spec.name, "fail", "\n".join(problems), tuple(facts), node=node_name)
+
+
+def unmanaged(config: ComplianceConfig, live: LiveState) -> Verdict:
+    placeholder = StorageSpec.model_construct(name="(all)")
+    unavailable = _live_unavailable("unmanaged", placeholder, live)
+    if unavailable is not None:
+        return unavailable
+    declared = {s.name for s in config.storages}
+    extra = sorted(set(live.pbs_entries) - declared)
+    if not extra:
+        return Verdict("unmanaged", "(all)", "pass")
+    lines = [f"{len(extra)} PBS storage(s) in PVE are not declared in {config.source}:"]
+    for name in extra:
+        entry = live.pbs_entries[name]
+        lines.append(f"  {name}: server {entry.get('server')}, datastore {entry.get('datastore')}")
+    lines.append(
+        "fix: declare them (to manage them), or remove them with `--remediate --prune-unmanaged`"
+    )
+    return Verdict(
+        "unmanaged", "(all)", "fail", "\n".join(lines), tuple((n, "unmanaged") for n in extra)
+    )
+
+
+def node_targets(config: ComplianceConfig, live: LiveState) -> list[tuple[StorageSpec, str]]:
+    """(storage, node) pairs a node case exists for; nodes come from PVE, else none."""
+    pairs = []
+    for spec in config.storages:
+        for node_name in _applies(spec, live.nodes):
+            pairs.append((spec, node_name))
+    return pairs
+
+
+def _applies(spec: StorageSpec, nodes: Sequence[str]) -> list[str]:
+    return sorted(nodes) if spec.nodes is None else [n for n in sorted(nodes) if n in spec.nodes]
