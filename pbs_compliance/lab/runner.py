@@ -234,7 +234,8 @@ class Lab:
     # -- files --------------------------------------------------------------------------------
 
     def _write_files(self) -> None:
-        assert self.pve is not None and self.dns is not None
+        assert self.pve is not None
+        assert self.dns is not None
         self.env = {
             "PBS_LAB_PVE_TOKEN_SECRET": self.token_secret,
             "PBS_LAB_PVE_READONLY_TOKEN_SECRET": self.readonly_token_secret,
