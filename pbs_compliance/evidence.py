@@ -21,6 +21,7 @@ from pbs_compliance.probes.dns import DnsResult, resolve
 from pbs_compliance.probes.tcp import TcpResult, connect
 from pbs_compliance.probes.tls import TlsResult, handshake
 from pbs_compliance.pve import PveClient, PveError
+from pbs_compliance.settings import RunSettings
 
 MAX_WORKERS = 32
 
@@ -236,3 +237,28 @@ def gather(
             live_future.result() if live_future is not None else LiveState(skipped=no_client_reason)
         )
     return Evidence(servers=servers, live=live)
+
+
+NO_CREDENTIALS = (
+    "no PVE credentials configured (pve.token_id + pve.token_secret in the config, or "
+    "PBS_COMPLIANCE_PVE_TOKEN_ID/_SECRET)"
+)
+
+
+def client_for(settings: RunSettings) -> PveClient | None:
+    """A PVE client when credentials are configured (raises PveError when they are unusable)."""
+    if not settings.has_pve_credentials:
+        return None
+    return PveClient(settings.pve, settings.secrets)
+
+
+def gather_evidence(settings: RunSettings) -> Evidence:
+    """Probe every server and read PVE once: what a run (pytest or CLI) judges."""
+    reason = NO_CREDENTIALS
+    try:
+        client = client_for(settings)
+    except PveError as exc:
+        client, reason = None, str(exc)
+    return gather(
+        settings.config.storages, settings.nameservers, settings.probe_timeout, client, reason
+    )

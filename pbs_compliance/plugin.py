@@ -27,8 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pbs_compliance.config import ComplianceConfig, ConfigError, StorageSpec, load_config
-from pbs_compliance.evidence import Evidence, ServerEvidence, gather, server_key
-from pbs_compliance.pve import PveClient, PveError
+from pbs_compliance.evidence import Evidence, ServerEvidence, gather_evidence, server_key
 from pbs_compliance.settings import (
     ENV_CONFIG,
     Overrides,
@@ -164,23 +163,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         state.evidence = Evidence()
         return
     state.evidence = gather_evidence(state.settings)
-
-
-def gather_evidence(settings: RunSettings) -> Evidence:
-    """Probe every server and read PVE once; reused by the CLI."""
-    client: PveClient | None = None
-    reason = (
-        "no PVE credentials configured (pve.token_id + pve.token_secret in the config, or "
-        "PBS_COMPLIANCE_PVE_TOKEN_ID/_SECRET)"
-    )
-    if settings.has_pve_credentials:
-        try:
-            client = PveClient(settings.pve, settings.secrets)
-        except PveError as exc:
-            reason = str(exc)
-    return gather(
-        settings.config.storages, settings.nameservers, settings.probe_timeout, client, reason
-    )
 
 
 class _XdistHooks:
