@@ -52,6 +52,7 @@ __all__ = [
     "list_storages",
     "read_storage",
     "storage_view",
+    "touch_other_storage",
     "update_storage",
 ]
 
@@ -535,6 +536,33 @@ def delete_storage(state: StorageState, params: Params) -> StorageState:
         all_secrets.pop(storage_id, None)
     sections = [s for s in state.config.sections if s.id != storage_id]
     return state.with_sections(sections, all_secrets)
+
+
+def touch_other_storage(state: StorageState) -> StorageState:
+    """Play a second admin saving storage.cfg: same meaning, different bytes, new digest.
+
+    PVE writes `content` and `nodes` in Perl hash order, so any save can reorder them; this
+    rotates the content list of the first non-pbs entry that has two or more types (the
+    `local` dir storage normally), else toggles a `shared 0` line on it.
+    """
+    sections = list(state.config.sections)
+    for i, sec in enumerate(sections):
+        content = sec.option("content")
+        if sec.type != "pbs" and content and len(split_list(content)) > 1:
+            items = split_list(content)
+            rotated = ",".join([*items[1:], items[0]])
+            options = tuple((k, rotated if k == "content" else v) for k, v in sec.options)
+            sections[i] = replace(sec, options=options, implicit=False)
+            return state.with_sections(sections)
+    for i, sec in enumerate(sections):
+        if sec.type != "pbs":
+            if sec.has_option("shared"):
+                options = tuple((k, v) for k, v in sec.options if k != "shared")
+            else:
+                options = (*sec.options, ("shared", "0"))
+            sections[i] = replace(sec, options=options, implicit=False)
+            return state.with_sections(sections)
+    return state.with_sections(sections)  # pragma: no cover - `local` always exists
 
 
 def _text(value: Value) -> str | None:

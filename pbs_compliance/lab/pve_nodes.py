@@ -1,0 +1,249 @@
+"""Node-side storage views: what one PVE node reports when it tries to reach each store.
+
+PVE's `storage_info` activates every enabled store one after the other; a dead PBS then
+costs one connect timeout per entry. The lab computes each distinct activation (same server,
+port, fingerprint, user, secret, datastore) once per request and runs the distinct ones in a
+thread pool, so a dead PBS costs one timeout per request. Results are the same.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from pbs_compliance.lab.pve_errors import PveError, param_error
+from pbs_compliance.lab.pve_schema import Params, Prop, split_list, validate
+from pbs_compliance.lab.storage import StorageState, enabled_on_node, storage_view
+
+__all__ = [
+    "NODE_STORAGE_SCHEMA",
+    "NODE_STORAGE_STATUS_SCHEMA",
+    "SCAN_PBS_SCHEMA",
+    "NodeAgent",
+    "node_storage_list",
+    "node_storage_status",
+    "scan_pbs",
+]
+
+_NODE = Prop("string", optional=False, format="pve-node")
+_FP = "([A-Fa-f0-9]{2}:){31}[A-Fa-f0-9]{2}"
+NODE_STORAGE_SCHEMA: Mapping[str, Prop] = {
+    "node": _NODE,
+    "content": Prop("string", format="pve-storage-content-list"),
+    "enabled": Prop("boolean"),
+    "format": Prop("boolean"),
+    "storage": Prop("string", format="pve-storage-id"),
+    "target": Prop("string", format="pve-node"),
+}
+NODE_STORAGE_STATUS_SCHEMA: Mapping[str, Prop] = {
+    "node": _NODE,
+    "storage": Prop("string", optional=False, format="pve-storage-id"),
+}
+SCAN_PBS_SCHEMA: Mapping[str, Prop] = {
+    "node": _NODE,
+    "server": Prop("string", optional=False, format="pve-storage-server"),
+    "username": Prop("string", optional=False),
+    "password": Prop("string", optional=False),
+    "fingerprint": Prop("string", pattern=_FP),
+    "port": Prop("integer", minimum=1, maximum=65535),
+}
+_MAX_WORKERS = 32
+
+
+class NodeAgent(Protocol):
+    """How the lab acts as one PVE node when it must reach a PBS (activation, scan)."""
+
+    name: str
+
+    def activate(self, storage: Mapping[str, object], password: str | None) -> str | None:
+        """Log in to the PBS of this storage entry as PVE would and list its datastores;
+        None when active, else the error text PVE would log."""
+        ...
+
+    def scan(
+        self, server: str, username: str, password: str, fingerprint: str | None, port: int
+    ) -> list[dict[str, object]]:
+        """The datastore list as PBS returns it; raise with the client error on failure."""
+        ...
+
+    def status(self, storage: Mapping[str, object], password: str | None) -> tuple[int, int, int]:
+        """(total, used, avail) bytes of an active store (called after activate succeeded)."""
+        ...
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """What decides an activation's outcome; equal probes are run once."""
+
+    server: str
+    port: int
+    fingerprint: str
+    username: str
+    password: str | None
+    datastore: str
+
+
+def _probe_key(view: Mapping[str, object], password: str | None) -> _Probe:
+    return _Probe(
+        server=str(view.get("server", "")),
+        port=int(str(view.get("port", 8007))),
+        fingerprint=str(view.get("fingerprint", "")).upper(),
+        username=str(view.get("username", "root@pam")),
+        password=password,
+        datastore=str(view.get("datastore", "")),
+    )
+
+
+def _content_types(view: Mapping[str, object]) -> list[str]:
+    return split_list(str(view.get("content", "")))
+
+
+def _info(view: Mapping[str, object], node: str) -> dict[str, object]:
+    """The inactive starting point of `storage_info` for one store."""
+    return {
+        "storage": view["storage"],
+        "type": view["type"],
+        "content": view.get("content", ""),
+        "shared": 1 if str(view.get("shared", "0")) not in ("", "0") else 0,
+        "enabled": 1 if enabled_on_node(view, node) else 0,
+        "active": 0,
+        "total": 0,
+        "used": 0,
+        "avail": 0,
+    }
+
+
+def _probe_all(
+    state: StorageState, agent: NodeAgent, views: Sequence[dict[str, object]], disk: Path
+) -> list[dict[str, object]]:
+    """Fill in activity and sizes for the enabled stores among `views` (in place)."""
+    infos = [_info(v, agent.name) for v in views]
+    pbs: dict[_Probe, tuple[Mapping[str, object], str | None]] = {}
+    wanted: list[tuple[dict[str, object], _Probe]] = []
+    for view, info in zip(views, infos, strict=True):
+        if not info["enabled"]:
+            continue
+        if view["type"] == "pbs":
+            password = state.password(str(view["storage"]))
+            key = _probe_key(view, password)
+            pbs.setdefault(key, (view, password))
+            wanted.append((info, key))
+        elif view["type"] == "dir":
+            # A dir store is active when its path exists; the lab reports its own disk.
+            usage = shutil.disk_usage(disk)
+            info.update(active=1, total=usage.total, used=usage.used, avail=usage.free)
+    results: dict[_Probe, tuple[int, int, int] | None] = {}
+    if pbs:
+        with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, len(pbs))) as pool:
+            futures = {k: pool.submit(_activate_and_measure, agent, *v) for k, v in pbs.items()}
+            results = {k: f.result() for k, f in futures.items()}
+    for info, key in wanted:
+        sizes = results.get(key)
+        if sizes is not None:
+            total, used, avail = sizes
+            info.update(active=1, total=int(total), used=int(used), avail=int(avail))
+    return infos
+
+
+def _activate_and_measure(
+    agent: NodeAgent, view: Mapping[str, object], password: str | None
+) -> tuple[int, int, int] | None:
+    """None when the store is not active: PVE only logs the reason and reports zeros."""
+    try:
+        if agent.activate(view, password) is not None:
+            return None
+        return agent.status(view, password)
+    except Exception:  # PVE warns and reports the store inactive
+        return None
+
+
+def node_storage_list(
+    state: StorageState,
+    agent: NodeAgent,
+    params: Params,
+    visible: Mapping[str, bool],
+    disk: Path,
+) -> list[dict[str, object]]:
+    """GET /nodes/{node}/storage as `agent`'s node sees it.
+
+    `visible` says per storage ID whether the caller may see it (Audit or AllocateSpace).
+    """
+    checked = validate(params, NODE_STORAGE_SCHEMA)
+    wanted_id = checked.get("storage")
+    content = checked.get("content")
+    views = [storage_view(state, sid) for sid in state.config.ids() if _exists(state, sid)]
+    if content is not None:
+        types = split_list(str(content))
+        views = [
+            v
+            for v in views
+            if enabled_on_node(v, agent.name) and set(types) & set(_content_types(v))
+        ]
+    if wanted_id is not None and not any(v["storage"] == wanted_id for v in views):
+        raise param_error({"storage": "No such storage."})
+    selected = [
+        v
+        for v in views
+        if visible.get(str(v["storage"]), False)
+        and (wanted_id is None or v["storage"] == wanted_id)
+        and _usable_for_target(v, checked.get("target"))
+    ]
+    infos = _probe_all(state, agent, selected, disk)
+    if checked.get("enabled") == "1":
+        infos = [i for i in infos if i["enabled"]]
+    for info in infos:
+        total = int(str(info["total"]))
+        if total > 0:
+            info["used_fraction"] = int(str(info["used"])) / total
+    return infos
+
+
+def _exists(state: StorageState, storage_id: str) -> bool:
+    try:
+        storage_view(state, storage_id)
+    except PveError:
+        return False
+    return True
+
+
+def _usable_for_target(view: Mapping[str, object], target: object) -> bool:
+    if target is None:
+        return True
+    if str(view.get("shared", "0")) in ("", "0"):
+        return False
+    nodes = view.get("nodes")
+    return nodes is None or str(target) in split_list(str(nodes))
+
+
+def node_storage_status(
+    state: StorageState, agent: NodeAgent, params: Params, disk: Path
+) -> dict[str, object]:
+    """GET /nodes/{node}/storage/{storage}/status."""
+    checked = validate(params, NODE_STORAGE_STATUS_SCHEMA)
+    storage_id = str(checked["storage"])
+    if not _exists(state, storage_id):
+        raise param_error({"storage": "No such storage."})
+    info = _probe_all(state, agent, [storage_view(state, storage_id)], disk)[0]
+    info.pop("storage")
+    return info
+
+
+def scan_pbs(agent: NodeAgent, params: Params) -> list[dict[str, object]]:
+    """GET /nodes/{node}/scan/pbs: the PBS datastore list as the node sees it."""
+    checked = validate(params, SCAN_PBS_SCHEMA)
+    fingerprint = checked.get("fingerprint")
+    port = checked.get("port")
+    try:
+        return agent.scan(
+            str(checked["server"]),
+            str(checked["username"]),
+            str(checked["password"]),
+            str(fingerprint) if fingerprint is not None else None,
+            int(str(port)) if port is not None else 8007,
+        )
+    except Exception as exc:  # PVE reports any client failure this way
+        raise PveError(500, f"error fetching datastores - {exc}") from exc
