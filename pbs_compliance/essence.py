@@ -186,7 +186,7 @@ def essence_from_api(entry: Mapping[str, object]) -> Essence:
         name=str(entry.get("storage", "")),
         server=text("server") or "",
         datastore=text("datastore") or "",
-        enabled=str(entry.get("disable", "0")) in ("0", "False", "false", ""),
+        enabled=(text("disable") or "0") in ("0", "False", "false"),
         content=content or frozenset({"none"}),
         username=text("username") or DEFAULT_USERNAME,
         fingerprint=fingerprint.upper() if fingerprint else None,

@@ -40,7 +40,9 @@ class ConfigError(Exception):
     """The config cannot be used. `str()` lists every problem, one per paragraph."""
 
     def __init__(self, issues: list[ConfigIssue]) -> None:
-        self.issues = sorted(issues, key=lambda i: (str(i.file), i.line or 0, i.column or 0))
+        # A bad value under `defaults:` is found once per storage; report it once.
+        unique = list(dict.fromkeys(issues))
+        self.issues = sorted(unique, key=lambda i: (str(i.file), i.line or 0, i.column or 0))
         super().__init__(self.render())
 
     def render(self) -> str:

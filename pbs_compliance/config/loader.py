@@ -11,7 +11,8 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
@@ -35,6 +36,11 @@ TOP_KEYS = ("pbs_storages", "pve", "dns", "defaults")
 # Secret fields: (where, field, its *_file sibling, the environment variable we suggest).
 _STORAGE_SECRET = ("password", "password_file")
 _PVE_SECRETS = (("token_secret", "token_secret_file"), ("password", "password_file"))
+_MAX_SECRET = 4096
+_TRUE_WORDS = frozenset({"yes", "true", "on", "1"})
+_FALSE_WORDS = frozenset({"no", "false", "off", "0"})
+_INT_RE = re.compile(r"^[-+]?[0-9]+$")
+_FLOAT_RE = re.compile(r"^[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$")
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> ComplianceConfig:
@@ -67,12 +73,13 @@ def parse_config(raw: bytes, file: Path, environ: Mapping[str, str]) -> Complian
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise ConfigError(
             [
                 ConfigIssue(
                     file,
                     line,
-                    None,
+                    column,
                     "",
                     f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
                     "save the file as UTF-8",
@@ -93,6 +100,9 @@ class _Loader:
         self.located = located
         self.environ = environ
         self.issues: list[ConfigIssue] = list(located.issues)
+        # Paths whose `${VAR}` could not be resolved: already reported, so the validation error
+        # about the unresolved text that follows would only be noise.
+        self.unresolved: set[Path_] = set()
 
     def issue(self, path: Path_, message: str, fix: str = "") -> None:
         line, column = self.located.mark(path)
@@ -112,8 +122,15 @@ class _Loader:
             return None
         self._unknown_keys((), data, TOP_KEYS)
         storages = data.get("pbs_storages")
-        if storages is None:
+        if "pbs_storages" not in data:
             self.issue((), "missing `pbs_storages`", "add `pbs_storages:` with a list of entries")
+            storages = []
+        elif storages is None:
+            self.issue(
+                ("pbs_storages",),
+                "`pbs_storages` is empty",
+                "list the entries below it as `- name: ...`, or write `pbs_storages: []`",
+            )
             storages = []
         elif not isinstance(storages, list):
             self.issue(("pbs_storages",), "must be a list of storage entries", "use `- name: ...`")
@@ -130,8 +147,10 @@ class _Loader:
         specs: list[StorageSpec] = []
         first_seen: dict[str, int] = {}
         for index, entry in enumerate(storages):
-            name = entry.get("name") if isinstance(entry, dict) else None
-            if isinstance(name, str) and name in first_seen:
+            spec = self._storage(index, entry, defaults)
+            # The validated name when there is one: `${VAR}` names are compared after expansion.
+            name = spec.name if spec is not None else _raw_name(entry)
+            if name is not None and name in first_seen:
                 line = self.located.mark(("pbs_storages", first_seen[name]))[0]
                 self.issue(
                     ("pbs_storages", index, "name"),
@@ -139,9 +158,8 @@ class _Loader:
                     "storage names are PVE storage IDs and must be unique",
                 )
                 continue
-            if isinstance(name, str):
+            if name is not None:
                 first_seen[name] = index
-            spec = self._storage(index, entry, defaults)
             if spec is not None:
                 specs.append(spec)
         if self.issues or pve is None or dns is None:
@@ -185,7 +203,11 @@ class _Loader:
         for field, file_field in _PVE_SECRETS:
             self._secret(values, origin, path, field, file_field, env_hint=f"PVE_{field.upper()}")
         if isinstance(values.get("ca_file"), str):
-            values["ca_file"] = self._relative(values["ca_file"])
+            expanded = self._interpolate(values["ca_file"], origin["ca_file"])
+            ca_file = None if expanded is None else self._relative(expanded, origin["ca_file"])
+            if ca_file is None:
+                return None
+            values["ca_file"] = ca_file
         return self._validate(PveSettings, values, lambda loc: _origin_path(loc, origin, path))
 
     def _section(self, path: Path_, section: Any, model: type[DnsSettings]) -> DnsSettings | None:
@@ -195,9 +217,7 @@ class _Loader:
             self.issue(path, "must be a mapping", "e.g. `nameservers: [192.0.2.53]`")
             return None
         self._unknown_keys(path, section, list(model.model_fields))
-        values = self._interpolate_tree(
-            {k: v for k, v in section.items() if k in model.model_fields}, path
-        )
+        values = {k: v for k, v in section.items() if k in model.model_fields}
         return self._validate(model, values, lambda loc: (*path, *loc))
 
     # -- helpers -----------------------------------------------------------------------------
@@ -211,8 +231,16 @@ class _Loader:
             fix = f"did you mean `{close[0]}`?" if close else f"known keys: {', '.join(allowed)}"
             self.issue((*path, key), f"unknown key `{key}`", fix)
 
-    def _relative(self, value: str) -> Path:
-        candidate = Path(value).expanduser()
+    def _relative(self, value: str, where: Path_) -> Path | None:
+        """`value` as a path; relative paths are relative to the config file's directory."""
+        if "\x00" in value:
+            self.issue(where, "a path cannot contain a NUL character", "write a plain file path")
+            return None
+        try:
+            candidate = Path(value).expanduser()
+        except RuntimeError:  # `~user/...` for an unknown user, or no home directory
+            self.issue(where, f"cannot expand `~` in {value}", "write the full path")
+            return None
         return candidate if candidate.is_absolute() else self.file.parent / candidate
 
     def _secret(
@@ -249,6 +277,9 @@ class _Loader:
             if name not in self.environ:
                 self.issue(where, f"environment variable `{name}` is not set", f"export {name}=...")
                 return
+            if not self.environ[name]:
+                self.issue(where, f"environment variable `{name}` is empty", f"export {name}=...")
+                return
             values[field] = SecretStr(self.environ[name])
             origin[field] = where
         elif secret_file is not None:
@@ -259,12 +290,23 @@ class _Loader:
             expanded = self._interpolate(secret_file, where)
             if expanded is None:
                 return
-            target = self._relative(expanded)
+            target = self._relative(expanded, where)
+            if target is None:
+                return
             try:
-                secret = target.read_text(encoding="utf-8").rstrip("\r\n")
+                with target.open("rb") as handle:  # bounded: a secret is short, /dev/zero is not
+                    data = handle.read(_MAX_SECRET + 1)
+                secret = data.decode("utf-8").rstrip("\r\n")
             except (OSError, UnicodeDecodeError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
                 self.issue(where, f"cannot read secret file {target}: {reason}", "check the path")
+                return
+            if len(data) > _MAX_SECRET:
+                self.issue(
+                    where,
+                    f"secret file {target} is larger than {_MAX_SECRET} bytes",
+                    "the file must hold only the secret",
+                )
                 return
             if not secret:
                 self.issue(where, f"secret file {target} is empty", "write the secret into it")
@@ -292,12 +334,25 @@ class _Loader:
             self.issue(path, message, "export it before running, or write the value directly")
         return None if missing else result
 
-    def _interpolate_tree(self, value: Any, path: Path_) -> Any:
+    def _interpolate_tree(self, value: Any, path: Path_, annotation: Any = None) -> Any:
+        """Expand `${VAR}` in every string below `value`; lists become tuples.
+
+        Environment variables are text, but `port: ${PBS_PORT}` should still give a number: an
+        expanded string is converted when the field it fills (`annotation`) is a bool, an int or
+        a float, by the rules YAML would have applied to the same text in the file (booleans also
+        take `1`/`0`, as environment variables often do).
+        """
         if isinstance(value, str):
             result = self._interpolate(value, path)
-            return value if result is None else result
+            if result is None:
+                self.unresolved.add(path)
+                return value
+            return _coerce(result, annotation) if result != value else result
         if isinstance(value, dict):
-            return {k: self._interpolate_tree(v, (*path, k)) for k, v in value.items()}
+            fields = _model_fields(annotation)
+            return {
+                k: self._interpolate_tree(v, (*path, k), fields.get(k)) for k, v in value.items()
+            }
         if isinstance(value, list):
             return tuple(self._interpolate_tree(v, (*path, i)) for i, v in enumerate(value))
         return value
@@ -308,7 +363,9 @@ class _Loader:
             if isinstance(value, SecretStr | Path):
                 prepared[key] = value
             else:
-                prepared[key] = self._interpolate_tree(value, locate((key,)))
+                field = model.model_fields.get(key)
+                annotation = None if field is None else field.annotation
+                prepared[key] = self._interpolate_tree(value, locate((key,)), annotation)
         try:
             return model.model_validate(prepared)
         except ValidationError as exc:
@@ -316,8 +373,51 @@ class _Loader:
                 if error["type"] == "extra_forbidden":  # reported by _unknown_keys, with a hint
                     continue
                 loc = tuple(part for part in error["loc"] if not isinstance(part, str) or part)
-                self.issue(locate(loc), _message(error), _fix(error))
+                path = locate(loc)
+                if any(path[:end] in self.unresolved for end in range(len(path) + 1)):
+                    continue
+                self.issue(path, _message(error), _fix(error))
             return None
+
+
+def _scalar_type(annotation: Any) -> type | None:
+    """bool, int or float when `annotation` is one of them (maybe Annotated or optional)."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) in (Union, UnionType):
+        options = [a for a in get_args(annotation) if a is not type(None)]
+        return _scalar_type(options[0]) if len(options) == 1 else None
+    return annotation if annotation in (bool, int, float) else None
+
+
+def _model_fields(annotation: Any) -> dict[str, Any]:
+    """The field annotations of a nested model field such as `prune_backups`."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) in (Union, UnionType):
+        options = [a for a in get_args(annotation) if a is not type(None)]
+        annotation = options[0] if len(options) == 1 else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return {name: info.annotation for name, info in annotation.model_fields.items()}
+    return {}
+
+
+def _coerce(text: str, annotation: Any) -> Any:
+    """An expanded `${VAR}` for a bool/int/float field, read as YAML would read it."""
+    kind = _scalar_type(annotation)
+    word = text.strip()
+    if kind is bool and word.lower() in _TRUE_WORDS | _FALSE_WORDS:
+        return word.lower() in _TRUE_WORDS
+    if kind is int and _INT_RE.match(word):
+        return int(word)
+    if kind is float and _FLOAT_RE.match(word):
+        return float(word)
+    return text  # the model reports the type error, showing the expanded text
+
+
+def _raw_name(entry: Any) -> str | None:
+    name = entry.get("name") if isinstance(entry, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _origin_path(loc: tuple[Any, ...], origin: dict[str, Path_], base: Path_) -> Path_:
@@ -343,15 +443,30 @@ def _message(error: Any) -> str:
     return f"{error['msg']} (got {_short(error.get('input'))})"
 
 
+_FIXES = {
+    "string_type": "write it as text; put quotes around values like 007 or 12:34",
+    "int_type": "write a whole number without quotes, e.g. `8007`",
+    "int_from_float": "write a whole number, e.g. `8007`",
+    "float_type": "write a number without quotes, e.g. `10`",
+    "bool_type": "write `true` or `false` without quotes",
+    "tuple_type": "write a list, e.g. `[a, b]` or one `- item` per line",
+    "dict_type": "write a mapping of `key: value` lines below it",
+    "model_type": "write a mapping of `key: value` lines below it",
+}
+
+
 def _fix(error: Any) -> str:
     kind = error["type"]
     if kind == "missing":
         return f"add `{error['loc'][-1]}:`"
-    if kind == "string_type":
-        return "write it as text; put quotes around values like 007 or 12:34"
     if kind == "literal_error" and "backup" in error["msg"]:
         return "PBS storages hold only `backup` (or `none`); PVE turns anything else into `none`"
-    return ""
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        limit = error.get("ctx", {})
+        bounds = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+        wanted = " and ".join(f"{bounds[k]} {v}" for k, v in limit.items() if k in bounds)
+        return f"use a value {wanted}"
+    return _FIXES.get(kind, "")
 
 
 def _short(value: Any) -> str:

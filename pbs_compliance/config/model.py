@@ -114,8 +114,10 @@ def _node(value: str) -> str:
 
 
 def _as_list(value: object) -> object:
-    """Accept `content: backup` as shorthand for `content: [backup]`."""
-    return [value] if isinstance(value, str) else value
+    """Accept `content: backup` as shorthand for `content: [backup]`, and lists from Python."""
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value) if isinstance(value, list) else value
 
 
 StorageId = Annotated[str, AfterValidator(_storage_id)]
@@ -231,6 +233,20 @@ class PveSettings(_Frozen):
             raise ValueError(f"'{value}' is not an API token id; write `user@realm!tokenname`")
         return value
 
+    @model_validator(mode="after")
+    def _credentials_in_pairs(self) -> PveSettings:
+        """Half a credential is a mistake, not a wish to run without one."""
+        pairs = (("token_id", "token_secret"), ("user", "password"))
+        for one, other in pairs:
+            given = getattr(self, one) is not None
+            if given != (getattr(self, other) is not None):
+                have, lack = (one, other) if given else (other, one)
+                raise ValueError(
+                    f"`{have}` is given without `{lack}`: set both (an API token is `token_id` "
+                    "plus `token_secret`, a login is `user` plus `password`), or neither"
+                )
+        return self
+
 
 def _nameserver(value: str) -> str:
     parse_nameserver(value)
@@ -243,12 +259,12 @@ def parse_nameserver(value: str) -> tuple[str, int]:
     if value.startswith("["):
         host, _, rest = value[1:].partition("]")
         if rest:
-            if not rest.startswith(":") or not rest[1:].isdigit():
+            if not re.fullmatch(r":[0-9]{1,5}", rest):
                 raise ValueError(f"'{value}' is not `[address]:port`")
             port = int(rest[1:])
     elif value.count(":") == 1:
         host, _, text = value.partition(":")
-        if not text.isdigit():
+        if not re.fullmatch(r"[0-9]{1,5}", text):
             raise ValueError(f"'{value}': the port after ':' must be a number")
         port = int(text)
     if not 1 <= port <= 65535:

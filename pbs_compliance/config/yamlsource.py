@@ -44,6 +44,14 @@ def format_path(path: Path_) -> str:
 
 
 _RAW_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+# Aliases are expanded into plain data (each copy gets its own path and marks), so a few lines of
+# nested aliases ("billion laughs") could otherwise build an enormous structure.
+MAX_VALUES = 100_000
+
+
+class _TooLarge(Exception):
+    """Raised inside `_build` when alias expansion exceeds `MAX_VALUES`."""
 
 
 def load_yaml(text: str, file: Path) -> Located:
@@ -53,7 +61,31 @@ def load_yaml(text: str, file: Path) -> Located:
     try:
         node = loader.get_single_node()
         if node is not None:
-            located.data = _build(node, (), loader, located, file)
+            located.data = _build(node, (), _Builder(loader, located, file))
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        located.data = None
+        located.issues.append(
+            ConfigIssue(
+                file,
+                None,
+                None,
+                "",
+                "the document is nested too deeply",
+                "a config file needs only a few levels of nesting; check for runaway brackets",
+            )
+        )
+    except _TooLarge:
+        located.data = None
+        located.issues.append(
+            ConfigIssue(
+                file,
+                None,
+                None,
+                "",
+                f"the document expands to more than {MAX_VALUES} values (through aliases)",
+                "write the storages out instead of nesting aliases",
+            )
+        )
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or "invalid YAML"
@@ -68,7 +100,20 @@ def load_yaml(text: str, file: Path) -> Located:
                 fix="check indentation, quoting and that lists use '- ' items",
             )
         )
-    except yaml.YAMLError as exc:  # unmarked errors, e.g. a reader error on control characters
+    except yaml.reader.ReaderError as exc:  # control characters: no mark, but a position
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        located.issues.append(
+            ConfigIssue(
+                file,
+                line,
+                column,
+                "",
+                f"character {exc.character!r} is not allowed in YAML",
+                "the file must be plain text; remove control characters",
+            )
+        )
+    except yaml.YAMLError as exc:  # pragma: no cover - every PyYAML error is one of the above
         located.issues.append(
             ConfigIssue(file, None, None, "", f"YAML error: {exc}", "the file must be plain YAML")
         )
@@ -77,53 +122,75 @@ def load_yaml(text: str, file: Path) -> Located:
     return located
 
 
-def _build(node: yaml.Node, path: Path_, loader: yaml.SafeLoader, out: Located, file: Path) -> Any:
-    out.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        result: dict[str, Any] = {}
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key = _scalar_key(key_node, loader)
-            if key is None:
-                out.issues.append(
-                    ConfigIssue(
-                        file,
-                        key_node.start_mark.line + 1,
-                        key_node.start_mark.column + 1,
-                        format_path(path),
-                        "mapping keys must be plain text",
-                        "write the key as a simple word such as `server`",
-                    )
-                )
-                continue
-            if key in seen:
-                out.issues.append(
-                    ConfigIssue(
-                        file,
-                        key_node.start_mark.line + 1,
-                        key_node.start_mark.column + 1,
-                        format_path((*path, key)),
-                        f"duplicate key `{key}` (first given on line {seen[key]})",
-                        "keep one of the two; YAML would silently use the last one",
-                    )
-                )
-                continue
-            seen[key] = key_node.start_mark.line + 1
-            result[key] = _build(value_node, (*path, key), loader, out, file)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*path, i), loader, out, file) for i, item in enumerate(node.value)]
-    assert isinstance(node, yaml.ScalarNode)
-    # YAML 1.1 reads `12:34:56` as a base-60 integer; a fingerprint or "host:port" must stay text.
-    if node.tag in _RAW_TAGS and ":" in node.value:
-        return node.value
-    return loader.construct_object(node, deep=True)
+@dataclass
+class _Builder:
+    loader: yaml.SafeLoader
+    out: Located
+    file: Path
+    active: set[int] = field(default_factory=set)  # nodes being built: a recursive alias
+    count: int = 0
+
+    def issue(self, node: yaml.Node, path: Path_, message: str, fix: str) -> None:
+        mark = node.start_mark
+        self.out.issues.append(
+            ConfigIssue(self.file, mark.line + 1, mark.column + 1, format_path(path), message, fix)
+        )
 
 
-def _scalar_key(node: yaml.Node, loader: yaml.SafeLoader) -> str | None:
-    if not isinstance(node, yaml.ScalarNode):
+def _build(node: yaml.Node, path: Path_, b: _Builder) -> Any:
+    b.count += 1
+    if b.count > MAX_VALUES:
+        raise _TooLarge
+    b.out.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if id(node) in b.active:
+        b.issue(node, path, "an alias refers to itself", "remove the recursive `*alias`")
         return None
-    value = loader.construct_object(node, deep=True)
-    if isinstance(value, bool | int | float | str):
-        return str(value)
-    return None
+    if isinstance(node, yaml.ScalarNode):
+        # YAML 1.1 reads `12:34:56` as a base-60 integer; a fingerprint or "host:port" must stay
+        # text.
+        if node.tag in _RAW_TAGS and ":" in node.value:
+            return node.value
+        return b.loader.construct_object(node, deep=True)
+    b.active.add(id(node))
+    try:
+        if isinstance(node, yaml.SequenceNode):
+            return [_build(item, (*path, i), b) for i, item in enumerate(node.value)]
+        assert isinstance(node, yaml.MappingNode)
+        return _build_mapping(node, path, b)
+    finally:
+        b.active.discard(id(node))
+
+
+def _build_mapping(node: yaml.MappingNode, path: Path_, b: _Builder) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    seen: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        if key_node.tag == _MERGE_TAG:
+            b.issue(
+                key_node,
+                path,
+                "YAML merge keys (`<<: *anchor`) are not supported",
+                "put values shared by every storage under `defaults:`, or write the keys out",
+            )
+            continue
+        if not isinstance(key_node, yaml.ScalarNode) or not key_node.value:
+            b.issue(
+                key_node,
+                path,
+                "mapping keys must be plain text",
+                "write the key as a simple word such as `server`",
+            )
+            continue
+        # The key as written: `yes:` is the key "yes", not the boolean YAML 1.1 would make of it.
+        key = key_node.value
+        if key in seen:
+            b.issue(
+                key_node,
+                (*path, key),
+                f"duplicate key `{key}` (first given on line {seen[key]})",
+                "keep one of the two; YAML would silently use the last one",
+            )
+            continue
+        seen[key] = key_node.start_mark.line + 1
+        result[key] = _build(value_node, (*path, key), b)
+    return result

@@ -1,0 +1,98 @@
+"""Shared fixtures for the config tests: write YAML text, load it, look at its problems."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pytest
+
+from pbs_compliance.config import ComplianceConfig, ConfigError, ConfigIssue, load_config
+
+SEED_FINGERPRINT = (
+    "54:52:3A:D2:43:F0:80:66:E3:D0:BB:D6:0B:28:50:9F:"
+    "C6:1C:73:BD:45:EA:D0:38:BC:25:54:EE:A4:D5:D1:54"
+)
+
+
+# The test modules spell these types out the same way (conftest is not importable).
+StorageText = Callable[..., str]
+Load = Callable[..., ComplianceConfig]
+Problems = Callable[..., list[ConfigIssue]]
+Problem = Callable[..., ConfigIssue]
+
+
+@pytest.fixture
+def fingerprint() -> str:
+    """The seed's PBS fingerprint (upper case, as PVE shows it)."""
+    return SEED_FINGERPRINT
+
+
+@pytest.fixture
+def storage_text() -> StorageText:
+    """A whole config with one minimal valid storage `pbs1` (5 lines, entry on line 2).
+
+    Keyword arguments add `key: value` lines verbatim to the entry, from line 6 on; a value of
+    `None`-like text such as `~` is passed through as YAML.
+    """
+
+    def make(**extra: str) -> str:
+        lines = [
+            "pbs_storages:",
+            "  - name: pbs1",
+            "    server: pbs.example",
+            "    datastore: store1",
+            f"    fingerprint: '{SEED_FINGERPRINT}'",
+            *(f"    {key}: {value}" for key, value in extra.items()),
+        ]
+        return "\n".join(lines) + "\n"
+
+    return make
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Callable[[str], Path]:
+    """Write dedented YAML text to `pbs-storage.yaml` in a temporary directory."""
+
+    def write(text: str) -> Path:
+        path = tmp_path / "pbs-storage.yaml"
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def load(config_file: Callable[[str], Path]) -> Load:
+    """Load YAML text as a config file: `load(text, env={...})`; the environment is explicit."""
+
+    def run(text: str, env: Mapping[str, str] | None = None) -> ComplianceConfig:
+        return load_config(config_file(text), environ=env or {})
+
+    return run
+
+
+@pytest.fixture
+def problems(config_file: Callable[[str], Path]) -> Problems:
+    """The issues of a config that must fail to load: `problems(text, env={...})`."""
+
+    def run(text: str, env: Mapping[str, str] | None = None) -> list[ConfigIssue]:
+        with pytest.raises(ConfigError) as caught:
+            load_config(config_file(text), environ=env or {})
+        return caught.value.issues
+
+    return run
+
+
+@pytest.fixture
+def problem(problems: Problems) -> Problem:
+    """The one issue of a config that must fail to load with exactly one problem."""
+
+    def run(text: str, env: Mapping[str, str] | None = None) -> ConfigIssue:
+        __tracebackhide__ = True
+        issues = problems(text, env)
+        assert len(issues) == 1, "\n".join(str(issue) for issue in issues)
+        return issues[0]
+
+    return run
