@@ -1,0 +1,8 @@
+"""The reconciler: plan (pure) the writes that make PVE's PBS entries match the declaration,
+then apply them through the PVE API, one storage at a time, safely."""
+
+from __future__ import annotations
+
+from remediate.plan import Action, Kind, Plan, PlanOptions, Reachability, plan
+
+__all__ = ["Action", "Kind", "Plan", "PlanOptions", "Reachability", "plan"]
