@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import BACKUP_PASSWORD, ROOT_PASSWORD, TOKEN_SECRET
 from cryptography import x509
 from proxmoxer import ProxmoxAPI
 
@@ -17,6 +16,14 @@ from pbs_compliance.lab.certs import fingerprint_of_der
 from pbs_compliance.lab.pbs_server import PbsServer
 
 insecure_ok = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+
+
+def password(server: PbsServer, user: str = "root@pam") -> str:
+    return server.spec.users[user]
+
+
+def token_secret(server: PbsServer) -> str:
+    return server.spec.tokens["sync@pbs!ci"]
 
 
 def base(pbs: PbsServer) -> str:
@@ -68,7 +75,7 @@ def test_form_login_returns_ticket_csrf_and_the_cookie_authenticates(
 ) -> None:
     resp = session.post(
         f"{base(pbs)}/access/ticket",
-        data={"username": "root@pam", "password": ROOT_PASSWORD},
+        data={"username": "root@pam", "password": password(pbs)},
         timeout=5,
     )
     data = resp.json()["data"]
@@ -83,7 +90,7 @@ def test_form_login_returns_ticket_csrf_and_the_cookie_authenticates(
 def test_json_login_works_too(pbs: PbsServer, session: requests.Session) -> None:
     resp = session.post(
         f"{base(pbs)}/access/ticket",
-        json={"username": "backup@pbs", "password": BACKUP_PASSWORD},
+        json={"username": "backup@pbs", "password": password(pbs, "backup@pbs")},
         timeout=5,
     )
     assert resp.json()["data"]["username"] == "backup@pbs"
@@ -92,7 +99,7 @@ def test_json_login_works_too(pbs: PbsServer, session: requests.Session) -> None
 def test_ticket_renewal_with_the_old_ticket_as_password(
     pbs: PbsServer, session: requests.Session
 ) -> None:
-    ticket = login(session, pbs, "root@pam", ROOT_PASSWORD)
+    ticket = login(session, pbs, "root@pam", password(pbs))
     renewed = login(session, pbs, "root@pam", ticket)
     assert renewed != ticket
     resp = session.post(
@@ -137,25 +144,28 @@ def test_stale_ticket_cookie_is_rejected(pbs: PbsServer, session: requests.Sessi
 def test_api_token_header_with_either_separator(
     pbs: PbsServer, session: requests.Session, separator: str
 ) -> None:
-    header = {"Authorization": f"PBSAPIToken{separator}sync@pbs!ci:{TOKEN_SECRET}"}
+    header = {"Authorization": f"PBSAPIToken{separator}sync@pbs!ci:{token_secret(pbs)}"}
     resp = session.get(f"{base(pbs)}/admin/datastore", headers=header, timeout=5)
     assert resp.json() == {"data": [{"store": "homelab"}]}
 
 
 @pytest.mark.parametrize(
     "value",
-    ["PBSAPIToken=sync@pbs!ci:wrong", "PBSAPIToken=sync@pbs!ci=" + TOKEN_SECRET, "PBSAPIToken="],
+    ["PBSAPIToken=sync@pbs!ci:wrong", "PBSAPIToken=sync@pbs!ci={secret}", "PBSAPIToken="],
 )
 def test_bad_api_tokens_are_401(pbs: PbsServer, session: requests.Session, value: str) -> None:
+    value = value.format(secret=token_secret(pbs))
     resp = session.get(f"{base(pbs)}/version", headers={"Authorization": value}, timeout=5)
     assert (resp.status_code, resp.text) == (401, "authentication failed - invalid API token")
 
 
 def test_datastore_list_follows_the_acl(pbs: PbsServer, session: requests.Session) -> None:
-    session.cookies.set("PBSAuthCookie", login(session, pbs, "root@pam", ROOT_PASSWORD))
+    session.cookies.set("PBSAuthCookie", login(session, pbs, "root@pam", password(pbs)))
     stores = session.get(f"{base(pbs)}/admin/datastore", timeout=5).json()["data"]
     assert stores == [{"store": "homelab"}, {"store": "offsite"}]
-    session.cookies.set("PBSAuthCookie", login(session, pbs, "backup@pbs", BACKUP_PASSWORD))
+    session.cookies.set(
+        "PBSAuthCookie", login(session, pbs, "backup@pbs", password(pbs, "backup@pbs"))
+    )
     stores = session.get(f"{base(pbs)}/admin/datastore", timeout=5).json()["data"]
     assert stores == [{"store": "homelab"}]
     resp = session.get(f"{base(pbs)}/admin/datastore/offsite/namespace", timeout=5)
@@ -175,7 +185,7 @@ def test_datastore_list_follows_the_acl(pbs: PbsServer, session: requests.Sessio
 def test_namespaces_parent_first_then_below_up_to_max_depth(
     pbs: PbsServer, session: requests.Session, query: dict[str, str], expected: list[str]
 ) -> None:
-    session.cookies.set("PBSAuthCookie", login(session, pbs, "root@pam", ROOT_PASSWORD))
+    session.cookies.set("PBSAuthCookie", login(session, pbs, "root@pam", password(pbs)))
     resp = session.get(f"{base(pbs)}/admin/datastore/homelab/namespace", params=query, timeout=5)
     assert [item["ns"] for item in resp.json()["data"]] == expected
 
@@ -184,7 +194,7 @@ def test_namespace_ancestors_are_implicit(
     start_pbs: Callable[..., PbsServer], tmp_path: Path
 ) -> None:
     server = start_pbs(datastores={"deep": ["a/b/c"]}, acl={})
-    api = {"Authorization": f"PBSAPIToken=sync@pbs!ci:{TOKEN_SECRET}"}
+    api = {"Authorization": f"PBSAPIToken=sync@pbs!ci:{token_secret(server)}"}
     with trusting(server, tmp_path) as session:
         url = f"{base(server)}/admin/datastore/deep/namespace"
         resp = session.get(url, headers=api, timeout=5)
@@ -209,7 +219,7 @@ def test_namespace_and_path_errors(
     status: int,
     text: str,
 ) -> None:
-    session.cookies.set("PBSAuthCookie", login(session, pbs, "root@pam", ROOT_PASSWORD))
+    session.cookies.set("PBSAuthCookie", login(session, pbs, "root@pam", password(pbs)))
     resp = session.get(f"{base(pbs)}{path}", params=query, timeout=5)
     assert resp.status_code == status
     assert resp.text.startswith(text)
@@ -224,7 +234,7 @@ def test_wrong_method_and_non_api_paths(pbs: PbsServer, session: requests.Sessio
 def test_datastore_status_is_stable_and_plausible(
     pbs: PbsServer, session: requests.Session
 ) -> None:
-    session.cookies.set("PBSAuthCookie", login(session, pbs, "root@pam", ROOT_PASSWORD))
+    session.cookies.set("PBSAuthCookie", login(session, pbs, "root@pam", password(pbs)))
     url = f"{base(pbs)}/admin/datastore/homelab/status"
     first = session.get(url, timeout=5).json()["data"]
     second = session.get(url, timeout=5).json()["data"]
@@ -239,7 +249,7 @@ def test_proxmoxer_pbs_backend_with_password(pbs: PbsServer) -> None:
         pbs.address,
         port=pbs.port,
         user="root@pam",
-        password=ROOT_PASSWORD,
+        password=password(pbs),
         service="PBS",
         verify_ssl=False,
         timeout=5,
@@ -258,7 +268,7 @@ def test_proxmoxer_pbs_backend_with_token(pbs: PbsServer) -> None:
         port=pbs.port,
         user="sync@pbs",
         token_name="ci",
-        token_value=TOKEN_SECRET,
+        token_value=token_secret(pbs),
         service="PBS",
         verify_ssl=False,
         timeout=5,
@@ -421,5 +431,5 @@ def test_twenty_servers_serve_at_once(
 
 def test_secrets_stay_out_of_reprs(pbs: PbsServer) -> None:
     text = repr(pbs.spec) + repr(pbs)
-    assert ROOT_PASSWORD not in text
-    assert TOKEN_SECRET not in text
+    assert password(pbs) not in text
+    assert token_secret(pbs) not in text
