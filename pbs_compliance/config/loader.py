@@ -139,8 +139,15 @@ class _Loader:
         if not isinstance(defaults, dict):
             self.issue(("defaults",), "must be a mapping of field defaults", "e.g. `port: 8007`")
             defaults = {}
-        default_fields = set(StorageSpec.model_fields) - {"name", "password"} | {"password_file"}
-        self._unknown_keys(("defaults",), defaults, sorted(default_fields))
+        if "name" in defaults:
+            self.issue(
+                ("defaults", "name"),
+                "`name` cannot have a default",
+                "every storage needs its own name; remove it from `defaults:`",
+            )
+            defaults = {k: v for k, v in defaults.items() if k != "name"}
+        default_fields = [k for k in StorageSpec.model_fields if k != "name"] + ["password_file"]
+        self._unknown_keys(("defaults",), defaults, default_fields)
 
         pve = self._pve(data.get("pve"))
         dns = self._section(("dns",), data.get("dns"), DnsSettings)
@@ -182,7 +189,9 @@ class _Loader:
         allowed = [*StorageSpec.model_fields, "password_file"]
         self._unknown_keys(path, entry, allowed)
         merged = {k: v for k, v in merged.items() if k in allowed}
-        self._secret(merged, origin, path, *_STORAGE_SECRET, env_hint=_env_name(entry))
+        # A password under `defaults:` is shared, so is the variable we suggest for it.
+        hint = _env_name(entry) if "password" in entry else "PBS_PASSWORD"
+        self._secret(merged, origin, path, *_STORAGE_SECRET, env_hint=hint)
         if isinstance(merged.get("prune_backups"), dict):
             self._unknown_keys(
                 origin["prune_backups"], merged["prune_backups"], list(PruneBackups.model_fields)
