@@ -1,0 +1,330 @@
+"""How one lab PVE node reaches a PBS, the way PVE's PBS storage plugin does.
+
+Resolve the server through *this node's* resolver, connect, TLS (the fingerprint pinned and
+hostname checks off when a fingerprint is configured; otherwise CA + hostname verification,
+which a self-signed PBS certificate fails), log in or send the API token, list the datastores.
+Failures read like PVE's (pve-apiclient LWP.pm + PBSPlugin.pm), e.g.
+``error fetching datastores - 500 Can't connect to pbs9.lab.example:8007 (Name or service not
+known)`` or ``error fetching datastores - fingerprint '<FP>' not verified, abort!``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import ipaddress
+import json
+import re
+import socket
+import ssl
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import quote, urlencode
+
+import dns.exception
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+
+from pbs_compliance.lab.certs import fingerprint_of_der
+
+DEFAULT_PORT = 8007
+DEFAULT_USER = "root@pam"
+
+# PBS auth ids (pbs-api-types; reused by PBSPlugin.pm auth_id_is_api_token).
+_REALM = r"[A-Za-z0-9_][A-Za-z0-9._\-]*"
+_TOKEN_ID = re.compile(rf"[^\s:/]+@{_REALM}!{_REALM}")
+
+# glibc getaddrinfo texts, which LWP puts in its "Can't connect" message.
+EAI_NONAME = "Name or service not known"
+EAI_AGAIN = "Temporary failure in name resolution"
+
+__all__ = ["LabNodeAgent", "NodeAgent", "NodeAgentError", "is_api_token"]
+
+
+class NodeAgentError(Exception):
+    """A PBS call from a node failed; ``str()`` is the client error text as PVE words it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NodeAgent(Protocol):
+    """What the PVE emulator needs from a node: activate, scan and status of PBS storages."""
+
+    name: str
+
+    def activate(self, storage: Mapping[str, object], password: str | None) -> str | None: ...
+
+    def scan(
+        self, server: str, username: str, password: str, fingerprint: str | None, port: int
+    ) -> list[dict[str, object]]: ...
+
+    def status(
+        self, storage: Mapping[str, object], password: str | None
+    ) -> tuple[int, int, int]: ...
+
+
+def is_api_token(auth_id: str) -> bool:
+    """``user@realm!name`` authenticates with a token header instead of a ticket."""
+    return _TOKEN_ID.fullmatch(auth_id) is not None
+
+
+@dataclass(frozen=True)
+class _Target:
+    server: str
+    port: int
+    username: str
+    secret: str | None = field(repr=False)
+    fingerprint: str | None
+
+    @property
+    def where(self) -> str:
+        host = self.server.strip("[]")
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+    @classmethod
+    def of_storage(cls, storage: Mapping[str, object], password: str | None) -> _Target:
+        server, datastore = storage.get("server"), storage.get("datastore")
+        if not isinstance(server, str) or not isinstance(datastore, str):
+            raise NodeAgentError("storage entry lacks 'server' or 'datastore'")
+        fingerprint = storage.get("fingerprint")
+        return cls(
+            server=server,
+            port=int(str(storage.get("port") or DEFAULT_PORT)),
+            username=str(storage.get("username") or DEFAULT_USER),
+            secret=password,
+            fingerprint=str(fingerprint) if fingerprint else None,
+        )
+
+
+class LabNodeAgent:
+    """One PVE node's network view: its own resolver, loopback reachability, 7 s timeouts."""
+
+    def __init__(
+        self,
+        name: str,
+        nameserver: tuple[str, int],
+        timeout: float = 7.0,
+        *,
+        cafile: str | None = None,
+    ) -> None:
+        self.name = name
+        self.nameserver = nameserver
+        self.timeout = timeout
+        self._cafile = cafile  # None: the system trust store, as on a real node
+
+    def __repr__(self) -> str:
+        host, port = self.nameserver
+        return f"LabNodeAgent({self.name!r}, nameserver={host}:{port}, timeout={self.timeout})"
+
+    # -- the NodeAgent protocol --------------------------------------------------------------
+
+    def activate(self, storage: Mapping[str, object], password: str | None) -> str | None:
+        """None when the storage is usable from this node, else the error PVE would log.
+
+        The text is what PBSPlugin.pm dies with, without the ``<storeid>: `` prefix that
+        ``activate_storage`` adds in front of it (the caller knows the storage ID).
+        """
+        try:
+            target = _Target.of_storage(storage, password)
+            stores = self._datastores(target)
+        except NodeAgentError as exc:
+            return f"error fetching datastores - {exc.message}"
+        datastore = str(storage["datastore"])
+        if not any(item.get("store") == datastore for item in stores):
+            return f"Cannot find datastore '{datastore}', check permissions and existence!"
+        return None
+
+    def scan(
+        self, server: str, username: str, password: str, fingerprint: str | None, port: int
+    ) -> list[dict[str, object]]:
+        """GET /nodes/{node}/scan/pbs: the datastore list as PBS returns it."""
+        target = _Target(server, port or DEFAULT_PORT, username, password, fingerprint or None)
+        try:
+            return self._datastores(target)
+        except NodeAgentError as exc:
+            raise NodeAgentError(f"error fetching datastores - {exc.message}") from exc
+
+    def status(self, storage: Mapping[str, object], password: str | None) -> tuple[int, int, int]:
+        """(total, used, avail) of the datastore, from PBS's own status call."""
+        target = _Target.of_storage(storage, password)
+        path = f"/api2/json/admin/datastore/{quote(str(storage['datastore']), safe='')}/status"
+        with self._session(target) as session:
+            data = session.get(path)
+        if not isinstance(data, dict):
+            raise NodeAgentError("unexpected datastore status answer")
+        return int(data["total"]), int(data["used"]), int(data["avail"])
+
+    # -- the steps ---------------------------------------------------------------------------
+
+    def _datastores(self, target: _Target) -> list[dict[str, object]]:
+        with self._session(target) as session:
+            data = session.get("/api2/json/admin/datastore")
+        if not isinstance(data, list):
+            raise NodeAgentError("unexpected datastore list answer")
+        return [dict(item) for item in data if isinstance(item, dict)]
+
+    @contextlib.contextmanager
+    def _session(self, target: _Target) -> Iterator[_Session]:
+        address = self._resolve(target)
+        tls = self._connect_tls(target, address)
+        conn = http.client.HTTPConnection(target.server, target.port, timeout=self.timeout)
+        conn.sock = tls  # already connected and verified; http.client only speaks HTTP on it
+        try:
+            session = _Session(conn, target)
+            session.authenticate()
+            yield session
+        finally:
+            conn.close()
+
+    def _resolve(self, target: _Target) -> str:
+        host = target.server.strip("[]")
+        with contextlib.suppress(ValueError):
+            return str(ipaddress.ip_address(host))
+        cant = f"500 Can't connect to {target.where}"
+        server, port = self.nameserver
+        for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            query = dns.message.make_query(host, rdtype)
+            try:
+                response = dns.query.udp(query, server, timeout=self.timeout, port=port)
+            except (dns.exception.DNSException, OSError) as exc:
+                raise NodeAgentError(f"{cant} ({EAI_AGAIN})") from exc
+            rcode = response.rcode()
+            if rcode == dns.rcode.NXDOMAIN:
+                raise NodeAgentError(f"{cant} ({EAI_NONAME})")
+            if rcode != dns.rcode.NOERROR:
+                raise NodeAgentError(f"{cant} ({EAI_AGAIN})")
+            for rrset in response.answer:
+                if rrset.rdtype == rdtype and len(rrset):
+                    return str(next(iter(rrset)).to_text())
+        raise NodeAgentError(f"{cant} ({EAI_NONAME})")
+
+    def _connect_tls(self, target: _Target, address: str) -> ssl.SSLSocket:
+        pinned = target.fingerprint is not None
+        context = _pinning_context() if pinned else self._verifying_context()
+        try:
+            return self._handshake(context, target, address)
+        except ssl.SSLCertVerificationError as exc:
+            # PVE's verify callback: OpenSSL said no and nothing is pinned, so the leaf
+            # fingerprint is "unknown" and the login aborts naming it.
+            actual = self._peer_fingerprint(target, address)
+            raise NodeAgentError(f"fingerprint '{actual}' not verified, abort!") from exc
+
+    def _handshake(self, context: ssl.SSLContext, target: _Target, address: str) -> ssl.SSLSocket:
+        cant = f"500 Can't connect to {target.where}"
+        try:
+            raw = socket.create_connection((address, target.port), timeout=self.timeout)
+        except ConnectionRefusedError as exc:
+            raise NodeAgentError(f"{cant} (Connection refused)") from exc
+        except TimeoutError as exc:
+            raise NodeAgentError(f"{cant} (Connection timed out)") from exc
+        except OSError as exc:
+            raise NodeAgentError(f"{cant} ({exc.strerror or exc})") from exc
+        host = target.server.strip("[]")
+        sni = None if _is_ip(host) and context.check_hostname is False else host
+        try:
+            tls = context.wrap_socket(raw, server_hostname=sni)
+        except ssl.SSLCertVerificationError:
+            raw.close()
+            raise
+        except TimeoutError as exc:
+            raw.close()
+            raise NodeAgentError(f"{cant} (Connection timed out)") from exc
+        except (ssl.SSLError, OSError) as exc:
+            raw.close()
+            raise NodeAgentError(f"{cant} (SSL connect attempt failed {exc})") from exc
+        if target.fingerprint is not None:
+            actual = _fingerprint(tls)
+            if actual != target.fingerprint.upper():
+                tls.close()
+                raise NodeAgentError(f"fingerprint '{actual}' not verified, abort!")
+        return tls
+
+    def _peer_fingerprint(self, target: _Target, address: str) -> str:
+        """A second, unverified handshake, only to name the certificate that was refused."""
+        unpinned = _Target(target.server, target.port, target.username, None, None)
+        with self._handshake(_pinning_context(), unpinned, address) as tls:
+            return _fingerprint(tls)
+
+    def _verifying_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self._cafile)
+
+
+class _Session:
+    """HTTP on one verified TLS connection: ticket login or token header, then GETs."""
+
+    def __init__(self, conn: http.client.HTTPConnection, target: _Target) -> None:
+        self._conn = conn
+        self._target = target
+        self._headers: dict[str, str] = {}
+
+    def authenticate(self) -> None:
+        target = self._target
+        if is_api_token(target.username):
+            secret = target.secret or ""
+            self._headers["Authorization"] = f"PBSAPIToken={target.username}:{secret}"
+            return
+        if not target.secret:
+            return  # LWP.pm only logs in with a password; the GET then fails with 401
+        form = urlencode({"username": target.username, "password": target.secret})
+        status, reason, body, _ = self._request(
+            "POST",
+            "/api2/json/access/ticket",
+            form.encode(),
+            {"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        if status != 200:
+            raise NodeAgentError(f"{status} {reason}")
+        try:
+            ticket = json.loads(body)["data"]["ticket"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise NodeAgentError("undefined result data") from exc
+        self._headers["Cookie"] = f"PBSAuthCookie={quote(str(ticket), safe='')}"
+
+    def get(self, path: str) -> Any:
+        status, reason, body, content_type = self._request("GET", path, None, {})
+        if status != 200:
+            raise NodeAgentError(f"{status} {reason}")
+        if "application/json" not in content_type:
+            raise NodeAgentError(f"{status} got unexpected content type")
+        try:
+            return json.loads(body)["data"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise NodeAgentError("undefined result data") from exc
+
+    def _request(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> tuple[int, str, bytes, str]:
+        try:
+            self._conn.request(method, path, body=body, headers={**self._headers, **headers})
+            response = self._conn.getresponse()
+            data = response.read()
+        except TimeoutError as exc:
+            raise NodeAgentError("500 read timeout") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise NodeAgentError(f"500 Server closed connection ({exc})") from exc
+        return response.status, response.reason, data, response.getheader("Content-Type", "")
+
+
+def _pinning_context() -> ssl.SSLContext:
+    """No chain or hostname checks: the pinned fingerprint is the whole trust decision."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _fingerprint(tls: ssl.SSLSocket) -> str:
+    return fingerprint_of_der(tls.getpeercert(binary_form=True) or b"")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
