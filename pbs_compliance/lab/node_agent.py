@@ -142,12 +142,13 @@ class LabNodeAgent:
     def scan(
         self, server: str, username: str, password: str, fingerprint: str | None, port: int
     ) -> list[dict[str, object]]:
-        """GET /nodes/{node}/scan/pbs: the datastore list as PBS returns it."""
+        """GET /nodes/{node}/scan/pbs: the datastore list as PBS returns it.
+
+        Raises NodeAgentError with the bare client error (``401 Unauthorized``); the PVE side
+        words it as ``error fetching datastores - <client error>``.
+        """
         target = _Target(server, port or DEFAULT_PORT, username, password, fingerprint or None)
-        try:
-            return self._datastores(target)
-        except NodeAgentError as exc:
-            raise NodeAgentError(f"error fetching datastores - {exc.message}") from exc
+        return self._datastores(target)
 
     def status(self, storage: Mapping[str, object], password: str | None) -> tuple[int, int, int]:
         """(total, used, avail) of the datastore, from PBS's own status call."""

