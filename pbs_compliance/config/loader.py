@@ -454,8 +454,7 @@ def _message(error: Any) -> str:
 
 _FIXES = {
     "string_type": "write it as text; put quotes around values like 007 or 12:34",
-    "int_type": "write a whole number without quotes, e.g. `8007`",
-    "int_from_float": "write a whole number, e.g. `8007`",
+    "int_type": "write a whole number, e.g. `8007`, without quotes",
     "float_type": "write a number without quotes, e.g. `10`",
     "bool_type": "write `true` or `false` without quotes",
     "tuple_type": "write a list, e.g. `[a, b]` or one `- item` per line",

@@ -57,8 +57,9 @@ class _TooLarge(Exception):
 def load_yaml(text: str, file: Path) -> Located:
     """Parse one YAML document; syntax problems come back as issues, never as exceptions."""
     located = Located(data=None)
-    loader = yaml.SafeLoader(text)
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)  # checks every character already
         node = loader.get_single_node()
         if node is not None:
             located.data = _build(node, (), _Builder(loader, located, file))
@@ -109,7 +110,7 @@ def load_yaml(text: str, file: Path) -> Located:
                 line,
                 column,
                 "",
-                f"character {exc.character!r} is not allowed in YAML",
+                f"control character U+{exc.character:04X} is not allowed in YAML",
                 "the file must be plain text; remove control characters",
             )
         )
@@ -118,7 +119,8 @@ def load_yaml(text: str, file: Path) -> Located:
             ConfigIssue(file, None, None, "", f"YAML error: {exc}", "the file must be plain YAML")
         )
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return located
 
 

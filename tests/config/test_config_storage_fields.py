@@ -373,7 +373,7 @@ def test_a_quoted_port_is_rejected_with_a_hint_to_drop_the_quotes(
 
     assert "valid integer" in issue.message
     assert "'8007'" in issue.message
-    assert "without quotes" in issue.fix
+    assert issue.fix == "write a whole number, e.g. `8007`, without quotes"
 
 
 # -- namespace, nodes, max_protected_backups, description ---------------------------------------
