@@ -609,6 +609,7 @@ class PveApiServer:
                 self._thread.join(timeout=5)
             server.close_connections()
             server.server_close()
+            self._server = None
         self._log.close()
 
     def __enter__(self) -> PveApiServer:
