@@ -248,3 +248,19 @@ def test_lab_agent_satisfies_the_protocol(agent: LabNodeAgent) -> None:
     as_protocol: NodeAgent = agent
     assert as_protocol.name == "pve1"
     assert "pve1" in repr(agent)
+
+
+def test_ipv6_only_pbs_through_an_aaaa_record(
+    start_pbs: Callable[..., PbsServer], start_dns: Callable[..., DnsServer]
+) -> None:
+    server = start_pbs(name="pbs6.lab.example", address="::1")
+    dns = start_dns({"pbs6.lab.example": ["::1"]})
+    node = LabNodeAgent("pve1", (dns.address, dns.port), timeout=1.0)
+    entry = storage(server, server="pbs6.lab.example")
+    assert node.activate(entry, root_pw(server)) is None
+    assert node.activate(storage(server, server="[::1]"), root_pw(server)) is None
+    server.set_mode("down")
+    assert node.activate(entry, root_pw(server)) == (
+        f"error fetching datastores - 500 Can't connect to pbs6.lab.example:{server.port} "
+        "(Connection refused)"
+    )
