@@ -380,6 +380,7 @@ class PbsServer:
         self._parked: list[socket.socket] = []
         self._connections: set[socket.socket] = set()
         self._workers: set[threading.Thread] = set()
+        self.last_sni: str | None = None  # server name of the latest handshake, for tests
         self._install_new_certificate()
 
     def __repr__(self) -> str:
@@ -471,7 +472,11 @@ class PbsServer:
         cert_path, key_path = pair.write(self._cert_dir, f"{self.spec.name}-{self._generation}")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert_path, key_path)
+        context.sni_callback = self._record_sni
         self._cert, self._ssl_context = pair, context
+
+    def _record_sni(self, _sock: Any, server_name: str | None, _context: Any) -> None:
+        self.last_sni = server_name
 
     # -- sockets -----------------------------------------------------------------------------
 

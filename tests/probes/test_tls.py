@@ -44,9 +44,15 @@ def test_handshake_reports_the_leaf_certificate(pbs: PbsServer) -> None:
     assert pbs.fingerprint in result.describe()
 
 
-def test_ip_address_as_server_name_sends_no_sni_and_still_works(pbs: PbsServer) -> None:
+def test_sni_is_sent_for_names_only(pbs: PbsServer) -> None:
+    assert handshake(pbs.address, pbs.port, "pbs1.lab.example", timeout=2.0).ok
+    assert pbs.last_sni == "pbs1.lab.example"
     assert handshake(pbs.address, pbs.port, pbs.address, timeout=2.0).ok
+    assert pbs.last_sni is None
+    handshake(pbs.address, pbs.port, "PBS1.Lab.Example", timeout=2.0)
+    assert pbs.last_sni == "PBS1.Lab.Example"  # sent as configured; servers compare casefolded
     assert handshake(pbs.address, pbs.port, None, timeout=2.0).ok
+    assert pbs.last_sni is None
 
 
 def test_expired_certificate_is_reported_not_refused(pbs: PbsServer) -> None:
