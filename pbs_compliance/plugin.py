@@ -17,7 +17,7 @@ import io
 import os
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,6 +267,16 @@ def pbs_check(request: pytest.FixtureRequest) -> Callable[[Verdict], None]:
     def check(verdict: Verdict) -> None:
         __tracebackhide__ = True
         request.node.stash[VERDICT] = verdict
+        settings = request.config.stash[STATE].settings
+        spec = _spec(settings.config if settings else None, verdict.storage)
+        props = {
+            "storage": verdict.storage,
+            "server": spec.server if spec else "",
+            "check": verdict.check,
+            "node": verdict.node or "",
+        }
+        # On the item, so every report of the case (and JUnit, and xdist) carries them.
+        request.node.user_properties.extend((k, v) for k, v in props.items() if v)
         if verdict.status == "skip":
             pytest.skip(verdict.message)
         if verdict.status == "fail":
@@ -279,25 +289,20 @@ def pbs_check(request: pytest.FixtureRequest) -> Callable[[Verdict], None]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    report: pytest.TestReport = yield
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     verdict = item.stash.get(VERDICT, None)
     if verdict is None or report.when != "call":
         return report
     settings = item.config.stash[STATE].settings
     spec = _spec(settings.config if settings else None, verdict.storage)
-    props = {
-        "storage": verdict.storage,
-        "server": spec.server if spec else "",
-        "check": verdict.check,
-        "node": verdict.node or "",
-    }
-    report.user_properties.extend((k, v) for k, v in props.items() if v)
     try:
         from pytest_html import extras
     except ImportError:  # pragma: no cover - pytest-html is a dependency
         return report
-    report.extras = [*getattr(report, "extras", []), extras.html(_html_details(verdict, spec))]
+    report.extras = [*getattr(report, "extras", []), extras.html(_html_details(verdict, spec))]  # type: ignore[attr-defined]
     return report
 
 

@@ -78,14 +78,14 @@ def port(spec: StorageSpec, ev: ServerEvidence | None) -> Verdict:
 
 
 def _cert_facts(ev: ServerEvidence) -> tuple[tuple[str, str], ...]:
-    tls = ev.tls
-    if tls is None or tls.fingerprint is None:
+    cert = ev.tls.certificate if ev.tls is not None else None
+    if cert is None:
         return ()
     return (
-        ("subject", tls.subject or "-"),
-        ("issuer", tls.issuer or "-"),
-        ("not after", tls.not_after.isoformat() if tls.not_after else "-"),
-        ("served fingerprint", tls.fingerprint),
+        ("subject", cert.subject),
+        ("issuer", cert.issuer),
+        ("valid", f"{cert.not_before:%Y-%m-%d} .. {cert.not_after:%Y-%m-%d}"),
+        ("served fingerprint", cert.fingerprint),
     )
 
 
@@ -110,25 +110,25 @@ def tls(
             "TLS is hung or behind a broken proxy",
             facts,
         )
-    assert result.not_after is not None
-    assert result.not_before is not None
-    if result.not_before > now:
+    cert = result.certificate
+    assert cert is not None  # a completed handshake always yields the leaf certificate
+    if cert.not_before > now:
         return Verdict(
             "tls",
             spec.name,
             "fail",
             f"the certificate of {spec.server} is not valid before "
-            f"{result.not_before:%Y-%m-%d %H:%M} UTC "
+            f"{cert.not_before:%Y-%m-%d %H:%M} UTC "
             "- check the clocks of the PBS and of this machine",
             facts,
         )
-    days = result.days_left(now)
-    if result.is_expired(now):
+    days = cert.days_left(now)
+    if cert.is_expired(now):
         return Verdict(
             "tls",
             spec.name,
             "fail",
-            f"the certificate of {spec.server} expired on {result.not_after:%Y-%m-%d} "
+            f"the certificate of {spec.server} expired on {cert.not_after:%Y-%m-%d} "
             f"({-days} days ago)\nfix: renew it on the PBS (proxmox-backup-manager cert update), "
             f"then `pbs fingerprint --update {spec.name}`",
             facts,
@@ -138,7 +138,7 @@ def tls(
             "tls",
             spec.name,
             "fail",
-            f"the certificate of {spec.server} expires on {result.not_after:%Y-%m-%d} "
+            f"the certificate of {spec.server} expires on {cert.not_after:%Y-%m-%d} "
             f"({days} days left, threshold {expiry_days})\nfix: renew it on the PBS, then "
             f"`pbs fingerprint --update {spec.name}` (or lower --cert-expiry-days)",
             facts,
@@ -149,8 +149,8 @@ def tls(
 def fingerprint(spec: StorageSpec, ev: ServerEvidence | None, config_path: str = "") -> Verdict:
     if not spec.enabled or ev is None:
         return _disabled("fingerprint", spec)
-    result = ev.tls
-    if result is None or result.fingerprint is None:
+    result = ev.tls.certificate if ev.tls is not None else None
+    if result is None:
         return Verdict(
             "fingerprint",
             spec.name,

@@ -18,14 +18,22 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _one_store() -> dict[str, list[str]]:
+    return {"store1": []}
+
+
+def _root_user() -> dict[str, str | None]:
+    return {"root@pam": None}
+
+
 class PbsServerScenario(_Spec):
     """One PBS server. Credentials left empty are generated at start."""
 
     name: str  # the DNS name storages use as `server`
     address: str = "127.0.0.11"
     port: int = Field(default=8007, ge=0, le=65535)  # 0 = ephemeral
-    datastores: dict[str, list[str]] = Field(default_factory=lambda: {"store1": []})
-    users: dict[str, str | None] = Field(default_factory=lambda: {"root@pam": None})
+    datastores: dict[str, list[str]] = Field(default_factory=_one_store)
+    users: dict[str, str | None] = Field(default_factory=_root_user)
     tokens: dict[str, str | None] = Field(default_factory=dict)
     acl: dict[str, list[str]] = Field(default_factory=dict)
     expired: bool = False
