@@ -33,7 +33,7 @@ from pbs_compliance.lab.pve_auth import (
 from pbs_compliance.lab.pve_errors import PveError, param_error
 from pbs_compliance.lab.pve_faults import FaultSettings, PveFaults, RequestLog
 from pbs_compliance.lab.pve_nodes import NodeAgent, node_storage_list, node_storage_status, scan_pbs
-from pbs_compliance.lab.pve_schema import Params, Value, validate
+from pbs_compliance.lab.pve_schema import Params, Prop, Value, validate
 from pbs_compliance.lab.pve_state import StorageStore
 from pbs_compliance.lab.storage import (
     create_storage,
@@ -58,6 +58,16 @@ API_PREFIX = "/api2/json"
 PVE_VERSION = {"version": "9.1.3", "release": "9.1", "repoid": "1e5b2ac9"}
 _ALLOCATE = ("Datastore.Allocate",)
 _AUDIT_ANY = ("Datastore.Audit", "Datastore.AllocateSpace")
+_LOGIN_SCHEMA = {
+    "username": Prop("string", optional=False, max_length=64),
+    "password": Prop("string", optional=False),
+    "realm": Prop("string", max_length=32),
+    "otp": Prop("string"),
+    "tfa-challenge": Prop("string"),
+    "path": Prop("string", max_length=64),
+    "privs": Prop("string", max_length=64),
+    "new-format": Prop("boolean"),
+}
 _DUPLICATE_URI_PARAM = "duplicate parameter (already defined in URI) with conflicting values!"
 _NO_AUTH = {("GET", "/access/ticket"), ("POST", "/access/ticket"), ("GET", "/access/domains")}
 
@@ -331,7 +341,7 @@ class _PveApp:
         return None
 
     def _h_login(self, params: Params, _who: Principal | None) -> object:
-        data = self.auth.login(params)
+        data = self.auth.login(validate(params, _LOGIN_SCHEMA))
         principal = self.auth.principal(str(data["username"]))
         if principal is not None and principal.is_root:
             data["clustername"] = self.config.cluster_name
@@ -532,6 +542,8 @@ class _Server(ThreadingHTTPServer):
         """TLS handshake in the connection's own thread, so a slow client blocks nobody."""
         raw: socket.socket = request
         raw.settimeout(30)
+        # Headers and body go out in separate writes; without this, delayed ACKs add 40 ms.
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             conn = self.context.wrap_socket(raw, server_side=True)
         except (OSError, ssl.SSLError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import os
@@ -141,6 +142,13 @@ class StorageState:
 
 def pbs_settings(section: Section) -> dict[str, str]:
     """A pbs section's options as PVE's parser keeps them: known, well-formed, decoded."""
+    return dict(_pbs_settings_cached(section))
+
+
+@functools.lru_cache(maxsize=8192)
+def _pbs_settings_cached(section: Section) -> tuple[tuple[str, str], ...]:
+    # Sections are immutable and re-read after every save; a 1,000-entry list would
+    # otherwise re-validate every option of every entry on each request.
     settings: dict[str, str] = {}
     for key, raw in section.options:
         if key not in PBS_OPTIONS or key in settings:
@@ -157,7 +165,7 @@ def pbs_settings(section: Section) -> dict[str, str]:
             settings[key] = _decode_value(key, _as_number_text(raw, prop))
         except PveError:
             continue
-    return settings
+    return tuple(settings.items())
 
 
 def _section_is_usable(section: Section) -> bool:

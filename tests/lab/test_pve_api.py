@@ -884,3 +884,24 @@ def test_stop_is_idempotent_and_the_port_is_gone(stopped_twice: PveLab) -> None:
         _ = stopped_twice.server.port
     with pytest.raises(requests.exceptions.ConnectionError), requests.Session() as s:
         s.get(url, timeout=1, verify=False)
+
+
+def test_json_bodies_are_read_as_pve_reads_them(with_pbs1: ProxmoxAPI, pve: PveLab) -> None:
+    json_header = {"Content-Type": "application/json"}
+    broken = raw(pve, "PUT", "/storage/pbs1", data=b"{nope", headers=dict(json_header))
+    assert broken.status_code == 400
+    not_object = raw(pve, "PUT", "/storage/pbs1", data=b"[1]", headers=dict(json_header))
+    assert not_object.status_code == 400
+    nodes = raw(pve, "PUT", "/storage/pbs1", json={"nodes": ["pve1", "pve2"]})
+    assert nodes.status_code == 200
+    assert with_pbs1.storage("pbs1").get()["nodes"] == "pve1,pve2"
+    null = raw(pve, "PUT", "/storage/pbs1", json={"namespace": None})
+    assert null.reason == "update storage failed: got undefined value for option 'namespace'"
+    nested = raw(pve, "PUT", "/storage/pbs1", json={"namespace": {"a": 1}})
+    assert nested.status_code == 200
+    assert with_pbs1.storage("pbs1").get()["namespace"] == '{"a": 1}'
+
+
+def test_localhost_is_the_handling_node(with_pbs1: ProxmoxAPI) -> None:
+    here = with_pbs1.nodes("localhost").storage.get(storage="pbs1")
+    assert here[0]["active"] == 1
