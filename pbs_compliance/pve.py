@@ -124,9 +124,11 @@ class PveClient:
         items = self._call(lambda: self.api.nodes.get())
         return sorted(str(item["node"]) for item in items)
 
-    def node_storages(self, node: str) -> list[dict[str, Any]]:
-        """`GET /nodes/{node}/storage`: that node's own view (enabled, active)."""
-        return list(self._call(lambda: self.api.nodes(node).storage.get()))
+    def node_storages(self, node: str, storage: str | None = None) -> list[dict[str, Any]]:
+        """`GET /nodes/{node}/storage`: that node's own view (enabled, active); with `storage`,
+        only that entry (the node then activates just that one, not every store it has)."""
+        params = {} if storage is None else {"storage": storage}
+        return list(self._call(lambda: self.api.nodes(node).storage.get(**params)))
 
     def scan_pbs(
         self,

@@ -3,6 +3,18 @@ then apply them through the PVE API, one storage at a time, safely."""
 
 from __future__ import annotations
 
+from remediate.apply import Results, Status, StorageResult, apply
 from remediate.plan import Action, Kind, Plan, PlanOptions, Reachability, plan
 
-__all__ = ["Action", "Kind", "Plan", "PlanOptions", "Reachability", "plan"]
+__all__ = [
+    "Action",
+    "Kind",
+    "Plan",
+    "PlanOptions",
+    "Reachability",
+    "Results",
+    "Status",
+    "StorageResult",
+    "apply",
+    "plan",
+]

@@ -613,7 +613,7 @@ def live_list(state: StorageState) -> list[dict[str, object]]:
     return list_storages(state, {})
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_the_plan_applied_with_pve_update_semantics_converges(
     scenario: tuple[list[StorageSpec], str, dict[str, Reachability], PlanOptions],
@@ -626,7 +626,7 @@ def test_the_plan_applied_with_pve_update_semantics_converges(
     check_converged(desired, before, simulate(live, before, desired), options, reach)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_the_plan_applied_with_the_labs_storage_rules_converges(
     scenario: tuple[list[StorageSpec], str, dict[str, Reachability], PlanOptions],
