@@ -9,9 +9,11 @@ from __future__ import annotations
 import importlib.metadata
 
 
-def _installed() -> bool:
-    eps = importlib.metadata.entry_points(group="pytest11")
-    return any(ep.value == "pbs_compliance.plugin" for ep in eps)
+PLUGINS = ["pbs_compliance.plugin", "remediate.pytest_plugin"]
 
 
-pytest_plugins = [] if _installed() else ["pbs_compliance.plugin"]
+def _installed() -> set[str]:
+    return {ep.value for ep in importlib.metadata.entry_points(group="pytest11")}
+
+
+pytest_plugins = [p for p in PLUGINS if p not in _installed()]

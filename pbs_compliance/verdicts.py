@@ -238,7 +238,13 @@ def node(spec: StorageSpec, node_name: str, live: LiveState) -> Verdict:
     if entry is None:
         problems.append(f"{node_name} does not list '{spec.name}' at all")
     elif not entry.get("enabled"):
-        problems.append(f"{node_name} reports '{spec.name}' disabled (see the drift case)")
+        return Verdict(
+            "nodes",
+            spec.name,
+            "skip",
+            f"'{spec.name}' is disabled in PVE, so {node_name} does not use it (see the drift case)",
+            node=node_name,
+        )
     elif not entry.get("active"):
         problems.append(
             f"{node_name} reports '{spec.name}' enabled but NOT active: it cannot reach or log in "
