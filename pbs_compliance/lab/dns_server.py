@@ -141,6 +141,7 @@ class DnsServer:
         self._fault: Fault | None = None
         self._lock = threading.Lock()
         self._queries = 0
+        self._asked: list[tuple[str, str]] = []
         self._udp: socket.socket | None = None
         self._tcp: socket.socket | None = None
         self._wake: tuple[socket.socket, socket.socket] | None = None
@@ -154,6 +155,12 @@ class DnsServer:
     @property
     def queries(self) -> int:
         return self._queries
+
+    @property
+    def asked(self) -> list[tuple[str, str]]:
+        """Every question so far as (name, type), e.g. ("pbs1.lab.example", "A")."""
+        with self._lock:
+            return list(self._asked)
 
     def set_records(
         self, records: Mapping[str, Sequence[str]], cnames: Mapping[str, str] | None = None
@@ -231,6 +238,7 @@ class DnsServer:
             return None  # not DNS; a real server might send FORMERR, silence is as good here
         with self._lock:
             self._queries += 1
+            self._asked += [(_key(q.name), dns.rdatatype.to_text(q.rdtype)) for q in query.question]
         response = answer(query, self._zone, self._fault)
         if response is None:
             return None

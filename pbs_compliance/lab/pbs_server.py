@@ -313,6 +313,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def __init__(self, request: ssl.SSLSocket, address: Any, pbs: PbsServer) -> None:
         self.pbs = pbs
+        self._first_request = True
         super().__init__(request, address, _NO_SERVER)
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -331,6 +332,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
+        if self._first_request:
+            self._first_request = False
+            self.pbs._count("api")
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
             self._send(_Response.error(413, "request body too large"))
@@ -381,6 +385,8 @@ class PbsServer:
         self._connections: set[socket.socket] = set()
         self._workers: set[threading.Thread] = set()
         self.last_sni: str | None = None  # server name of the latest handshake, for tests
+        # Connections by how far they got: accepted (TCP), TLS handshake done, >= 1 API request.
+        self._counts = {"tcp": 0, "tls": 0, "api": 0}
         self._install_new_certificate()
 
     def __repr__(self) -> str:
@@ -403,6 +409,19 @@ class PbsServer:
     @property
     def login_attempts(self) -> int:
         return self._api.login_attempts
+
+    @property
+    def connection_counts(self) -> dict[str, int]:
+        """Connections so far: ``tcp`` accepted, ``tls`` handshaken, ``api`` that sent a request.
+
+        A TCP probe shows as tcp without tls, a TLS probe as tls without api.
+        """
+        with self._conn_lock:
+            return dict(self._counts)
+
+    def _count(self, kind: str) -> None:
+        with self._conn_lock:
+            self._counts[kind] += 1
 
     def start(self) -> None:
         with self._lock:
@@ -534,6 +553,7 @@ class PbsServer:
 
     def _dispatch(self, conn: socket.socket, peer: Any) -> None:
         with self._conn_lock:
+            self._counts["tcp"] += 1
             if self._mode == "blackhole":
                 self._parked.append(conn)  # hold it, say nothing
                 return
@@ -560,6 +580,7 @@ class PbsServer:
                 self._connections.add(tls)
                 current = tls
             tls.do_handshake()
+            self._count("tls")
             _Handler(tls, peer, self)
         except (OSError, ValueError):
             pass  # client went away, handshake failed, or stop() shut the socket down
