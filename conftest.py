@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.metadata
 
-
 PLUGINS = ["pbs_compliance.plugin", "remediate.pytest_plugin"]
 
 

@@ -242,7 +242,8 @@ def node(spec: StorageSpec, node_name: str, live: LiveState) -> Verdict:
             "nodes",
             spec.name,
             "skip",
-            f"'{spec.name}' is disabled in PVE, so {node_name} does not use it (see the drift case)",
+            f"'{spec.name}' is disabled in PVE, so {node_name} does not use it "
+            "(see the drift case)",
             node=node_name,
         )
     elif not entry.get("active"):

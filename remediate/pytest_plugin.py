@@ -79,6 +79,9 @@ class _Remediator:
         self.dry_run = dry_run
         self._client: PveClient | None = None
         self._lock = threading.Lock()
+        # The newest storage list this process has seen: after our own write the session's
+        # snapshot carries a stale digest, and planning from it would provoke a conflict.
+        self._live: list[dict[str, Any]] | None = None
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -107,7 +110,8 @@ class _Remediator:
         if evidence.live.error or evidence.live.skipped:
             self._note(report, "cannot remediate: PVE could not be read in this run")
             return
-        full = plan(storages, evidence.live.storages, self.options, reach)
+        live = self._live if self._live is not None else evidence.live.storages
+        full = plan(storages, live, self.options, reach)
         names = (
             [verdict.storage]
             if verdict.check == "drift"
@@ -122,7 +126,8 @@ class _Remediator:
         try:
             client = self._pve()
             results = apply(mine, client, storages, self.options, reach)
-            fresh = LiveState(storages=client.storages(), nodes=evidence.live.nodes)
+            self._live = client.storages()
+            fresh = LiveState(storages=self._live, nodes=evidence.live.nodes)
         except PveError as exc:
             self._note(report, f"remediation failed: {exc}")
             return
