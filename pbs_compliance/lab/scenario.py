@@ -69,7 +69,7 @@ class Scenario(_Spec):
     dns_cnames: dict[str, str] = Field(default_factory=dict)
     pve_faults: dict[str, Any] = Field(default_factory=dict)
     node_timeout: float = Field(default=2.0, gt=0)
-    auth_failure_delay: float = Field(default=0.0, ge=0)
+    auth_failure_delay: float = Field(default=3.0, ge=0)  # PVE holds back every 401 ~3 s
 
     @classmethod
     def load(cls, path: Path) -> Scenario:
