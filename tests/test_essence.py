@@ -416,7 +416,7 @@ def as_pve_shows_it(draw: st.DrawFn, params: dict[str, str]) -> dict[str, Any]:
     return {key: live[key] for key in order}
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(storage_specs())
 def test_any_valid_storage_maps_to_api_params_and_back_to_an_equal_essence(
     spec: StorageSpec,
@@ -427,7 +427,7 @@ def test_any_valid_storage_maps_to_api_params_and_back_to_an_equal_essence(
     assert essence_from_api(params) == essence_of(spec)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(storage_specs(), st.data())
 def test_any_valid_storage_reads_back_equal_after_pve_like_mangling(
     spec: StorageSpec, data: st.DataObject

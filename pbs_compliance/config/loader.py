@@ -389,23 +389,27 @@ class _Loader:
             return None
 
 
+def _unwrap(annotation: Any) -> Any:
+    """`Annotated[X, ...]`, `X | None` and combinations of the two -> X (None if ambiguous)."""
+    while True:
+        if get_origin(annotation) is Annotated:
+            annotation = get_args(annotation)[0]
+        elif get_origin(annotation) in (Union, UnionType):
+            options = [a for a in get_args(annotation) if a is not type(None)]
+            annotation = options[0] if len(options) == 1 else None
+        else:
+            return annotation
+
+
 def _scalar_type(annotation: Any) -> type | None:
-    """bool, int or float when `annotation` is one of them (maybe Annotated or optional)."""
-    while get_origin(annotation) is Annotated:
-        annotation = get_args(annotation)[0]
-    if get_origin(annotation) in (Union, UnionType):
-        options = [a for a in get_args(annotation) if a is not type(None)]
-        return _scalar_type(options[0]) if len(options) == 1 else None
+    """bool, int or float when a field's annotation is one of them (maybe optional)."""
+    annotation = _unwrap(annotation)
     return annotation if annotation in (bool, int, float) else None
 
 
 def _model_fields(annotation: Any) -> dict[str, Any]:
     """The field annotations of a nested model field such as `prune_backups`."""
-    while get_origin(annotation) is Annotated:
-        annotation = get_args(annotation)[0]
-    if get_origin(annotation) in (Union, UnionType):
-        options = [a for a in get_args(annotation) if a is not type(None)]
-        annotation = options[0] if len(options) == 1 else None
+    annotation = _unwrap(annotation)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return {name: info.annotation for name, info in annotation.model_fields.items()}
     return {}

@@ -137,7 +137,7 @@ def test_any_yaml_document_gives_a_config_or_a_config_error(document: object) ->
     outcome(yaml.safe_dump(document).encode())
 
 
-@settings(FUZZ, max_examples=60)
+@settings(FUZZ, max_examples=50)
 @given(near_valid_configs())
 def test_any_near_valid_config_gives_a_config_or_a_config_error(document: dict[str, Any]) -> None:
     result = outcome(yaml.safe_dump(document).encode())

@@ -47,6 +47,10 @@ def test_a_pve_url_may_be_https_or_a_bare_host_name(load: Load, url: str) -> Non
     assert load(f"pbs_storages: []\npve:\n  url: '{url}'\n").pve.url == url
 
 
+def test_an_empty_pve_url_means_none_configured(load: Load) -> None:
+    assert load("pbs_storages: []\npve:\n  url: ~\n").pve.url is None
+
+
 @pytest.mark.parametrize("url", ["http://pve1:8006", "https://pve1/api2/json", "ftp:x"])
 def test_a_pve_url_that_is_no_pve_address_is_rejected_with_an_example(
     problem: Problem, url: str
