@@ -1,0 +1,745 @@
+"""`pbs`: the command line for people and for CI.
+
+Every command reuses the core - `load_config`/`resolve` for settings, `gather`/`read_live` for
+evidence, `verdicts` for judging, `remediate` for plan and apply - and only decides what to show.
+Conventions shared by all commands:
+- `--output json` prints exactly one JSON document on stdout (stable keys) and nothing else;
+- colour only on a terminal, never with NO_COLOR;
+- exit status 0 = compliant / applied, 1 = not compliant / failed, 2 = usage or config error
+  (a broken config lists every problem, without a traceback);
+- secrets are never shown: they come from the config's `${ENV}` references or the environment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+
+from pbs_compliance.config import ConfigError, load_config
+from pbs_compliance.evidence import NO_CREDENTIALS, client_for, gather, gather_evidence, read_live
+from pbs_compliance.lab.runner import Lab, LabError
+from pbs_compliance.lab.scenario import Scenario, builtin
+from pbs_compliance.pinning import Target, Updated, fetch, split_target, update_fingerprint
+from pbs_compliance.pve import PveClient, PveError
+from pbs_compliance.settings import Overrides, RunSettings, SettingError, config_path, resolve
+from pbs_compliance.tables import (
+    status_rows,
+    status_table,
+    validation_details,
+    validation_rows,
+    validation_table,
+)
+from remediate import PlanOptions, Results, apply, plan
+from remediate.plan import Action, Plan
+from remediate.reach import reachability
+
+DEFAULT_LAB_DIR = Path(".lab")
+
+
+class Output(StrEnum):
+    text = "text"
+    json = "json"
+
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        metavar="PATH",
+        help="the declaration (default: config/pbs-storage.yaml; env PBS_COMPLIANCE_CONFIG)",
+    ),
+]
+OutputOption = Annotated[
+    Output,
+    typer.Option("--output", "-o", help="text for people, json for machines (stdout only)"),
+]
+
+app = typer.Typer(
+    name="pbs",
+    help="Declarative, checked Proxmox Backup Server storage entries for Proxmox VE.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # never print locals: they can hold secrets
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+lab_app = typer.Typer(
+    help="The local PVE + PBS + DNS lab on loopback.", no_args_is_help=True, rich_markup_mode=None
+)
+app.add_typer(lab_app, name="lab")
+
+
+def _examples(*lines: str, note: str = "") -> str:
+    """An epilog click prints as written (\\b keeps its lines from being re-wrapped)."""
+    text = "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+    return f"{text}\n\n{note}" if note else text
+
+
+def main() -> None:
+    """The `pbs` console script."""
+    app()
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Out:
+    """Where a command writes: rich for text (colour only on a TTY without NO_COLOR), or one
+    JSON document on stdout."""
+
+    json: bool
+    console: Console
+    errors: Console
+
+    @classmethod
+    def create(cls, output: Output) -> Out:
+        return cls(output == Output.json, _console(sys.stdout), _console(sys.stderr))
+
+    def print(self, *items: Any, style: str | None = None) -> None:
+        if not self.json:  # lines stay whole (grep-able); tables size themselves
+            self.console.print(*items, style=style, soft_wrap=True)
+
+    def data(self, payload: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        sys.stdout.flush()
+
+    def fail(self, code: int, message: str, kind: str, **extra: Any) -> NoReturn:
+        """End the command: the message on stderr (text) or as the JSON document (json)."""
+        if self.json:
+            self.data({"ok": False, "error": kind, "message": message, **extra})
+        else:
+            self.errors.print(f"pbs: {message}", style="bold red")
+        raise typer.Exit(code)
+
+    def config_error(self, exc: ConfigError) -> NoReturn:
+        issues = [
+            {
+                "file": str(i.file),
+                "line": i.line,
+                "column": i.column,
+                "field": i.field,
+                "message": i.message,
+                "fix": i.fix,
+            }
+            for i in exc.issues
+        ]
+        self.fail(2, exc.render(), "config", issues=issues)
+
+
+def _console(stream: Any) -> Console:
+    colour = stream.isatty() and not os.environ.get("NO_COLOR")
+    return Console(
+        file=stream,
+        force_terminal=colour,
+        no_color=not colour,
+        color_system="auto" if colour else None,
+        markup=False,
+        highlight=False,
+        emoji=False,
+        width=None if colour else 200,
+    )
+
+
+# -- shared steps ----------------------------------------------------------------------------
+
+
+def _settings(out: Out, config: Path | None) -> RunSettings:
+    overrides = Overrides(config=str(config) if config is not None else None)
+    try:
+        return resolve(load_config(config_path(overrides)), overrides)
+    except ConfigError as exc:
+        out.config_error(exc)
+    except SettingError as exc:
+        out.fail(2, str(exc), "setting")
+
+
+def _client(out: Out, settings: RunSettings) -> PveClient:
+    """A PVE client, or exit 2: without credentials there is no cluster to look at."""
+    try:
+        client = client_for(settings)
+    except PveError as exc:
+        out.fail(2, str(exc), "pve")
+    if client is None:
+        out.fail(2, f"this command reads the cluster, but there are {NO_CREDENTIALS}", "pve")
+    return client
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# -- pbs validate ----------------------------------------------------------------------------
+
+
+@app.command(
+    epilog=_examples(
+        "pbs validate",
+        "pbs validate --config config/pbs-storage.yaml --verbose",
+        "pbs validate --output json | jq '.storages[] | select(.status == \"fail\")'",
+        note="Exit status 0 when every enabled storage is reachable with its pinned certificate.",
+    )
+)
+def validate(
+    config: ConfigOption = None,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="also show resolved addresses and certificates"),
+    ] = False,
+    output: OutputOption = Output.text,
+) -> None:
+    """Check the config, then DNS, TCP port, TLS and fingerprint of every declared storage,
+    from this machine. PVE is not contacted."""
+    out = Out.create(output)
+    settings = _settings(out, config)
+    storages = settings.config.storages
+    evidence = gather(
+        storages,
+        settings.nameservers,
+        settings.probe_timeout,
+        None,
+        "not read by pbs validate",
+    )
+    rows = validation_rows(settings.config, evidence, _now(), settings.cert_expiry_days)
+    ok = all(row.ok for row in rows)
+    if out.json:
+        out.data(
+            {
+                "command": "validate",
+                "config": str(settings.config.source),
+                "ok": ok,
+                "storages": [row.to_dict() for row in rows],
+            }
+        )
+        raise typer.Exit(0 if ok else 1)
+    out.print(f"config {settings.config.source}: valid, {len(storages)} PBS storage(s) declared")
+    if rows:
+        out.print(validation_table(rows))
+    for row in rows:
+        for line in validation_details(row, verbose):
+            out.print(line)
+    failed = [row.spec.name for row in rows if not row.ok]
+    if failed:
+        out.print(f"not reachable as declared: {', '.join(failed)}", style="bold red")
+    else:
+        out.print("every enabled storage is reachable as declared", style="green")
+    raise typer.Exit(0 if ok else 1)
+
+
+# -- pbs status ------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog=_examples(
+        "pbs status",
+        "pbs status --config config/pbs-storage.yaml --output json",
+        note="Exit status 0 when every declared entry exists as declared and is active on its "
+        "nodes, and PVE has no undeclared PBS entry.",
+    )
+)
+def status(config: ConfigOption = None, output: OutputOption = Output.text) -> None:
+    """Show the cluster's live PBS entries beside the declared ones: enabled, disabled,
+    missing or unmanaged, their drift, and on how many nodes they are active."""
+    out = Out.create(output)
+    settings = _settings(out, config)
+    live = read_live(_client(out, settings), ())
+    if live.error:
+        out.fail(1, f"cannot read PVE: {live.error}", "pve")
+    rows = status_rows(settings.config, live)
+    ok = all(row.compliant for row in rows)
+    if out.json:
+        out.data(
+            {
+                "command": "status",
+                "config": str(settings.config.source),
+                "pve": settings.pve.url,
+                "nodes": live.nodes,
+                "node_errors": live.node_errors,
+                "ok": ok,
+                "storages": [row.to_dict() for row in rows],
+            }
+        )
+        raise typer.Exit(0 if ok else 1)
+    out.print(status_table(rows))
+    for node, error in sorted(live.node_errors.items()):
+        out.print(f"cannot read the view of {node}: {error}", style="bold red")
+    if ok:
+        out.print("every declared PBS storage is in place and active", style="green")
+    else:
+        out.print(
+            "not compliant; `pbs apply --dry-run` shows what would change, "
+            "`pytest checks/` explains every failure",
+            style="bold red",
+        )
+    raise typer.Exit(0 if ok else 1)
+
+
+# -- pbs apply -------------------------------------------------------------------------------
+
+
+@app.command(
+    name="apply",
+    epilog=_examples(
+        "pbs apply --dry-run",
+        "pbs apply --config config/pbs-storage.yaml",
+        "pbs apply --allow-recreate --prune-unmanaged",
+        note="Exit status 0 when everything was applied (with --dry-run: when there is nothing "
+        "to do); 1 when a storage was refused or failed (with --dry-run: changes are pending).",
+    ),
+)
+def apply_command(
+    config: ConfigOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="show the plan; send no write request")
+    ] = False,
+    skip_validation: Annotated[
+        bool,
+        typer.Option(
+            "--skip-validation",
+            help="apply even when connectivity checks fail (unsafe storages are still refused)",
+        ),
+    ] = False,
+    allow_recreate: Annotated[
+        bool,
+        typer.Option(
+            "--allow-recreate",
+            help="delete + re-create entries whose server or datastore changed",
+        ),
+    ] = False,
+    prune_unmanaged: Annotated[
+        bool,
+        typer.Option("--prune-unmanaged", help="delete PBS entries the config does not declare"),
+    ] = False,
+    rotate_secrets: Annotated[
+        bool,
+        typer.Option("--rotate-secrets", help="send the declared password to every entry"),
+    ] = False,
+    output: OutputOption = Output.text,
+) -> None:
+    """Make PVE match the declaration: validate, print the plan as a diff, apply it with the
+    reconciler's safety rules, and say per storage what happened."""
+    out = Out.create(output)
+    settings = _settings(out, config)
+    _client(out, settings)  # exit 2 before probing anything when there is no cluster to change
+    evidence = gather_evidence(settings)
+    if evidence.live.error or evidence.live.skipped:
+        out.fail(1, f"cannot read PVE: {evidence.live.error or evidence.live.skipped}", "pve")
+    storages = settings.config.storages
+    rows = validation_rows(settings.config, evidence, _now(), settings.cert_expiry_days)
+    report: dict[str, Any] = {
+        "command": "apply",
+        "config": str(settings.config.source),
+        "dry_run": dry_run,
+        "validation": None if skip_validation else [row.to_dict() for row in rows],
+    }
+    if not skip_validation:
+        if rows:
+            out.print(validation_table(rows))
+        failed = [row for row in rows if not row.ok]
+        if failed:
+            for row in failed:
+                for line in validation_details(row, verbose=False):
+                    out.print(line)
+            names = ", ".join(row.spec.name for row in failed)
+            message = (
+                f"validation failed for {names}; nothing was applied. Fix it, or apply the "
+                "rest with --skip-validation (unsafe storages are still refused)"
+            )
+            if out.json:
+                out.data({**report, "ok": False, "error": "validation", "message": message})
+            else:
+                out.errors.print(f"pbs: {message}", style="bold red")
+            raise typer.Exit(1)
+    options = PlanOptions(
+        allow_recreate=allow_recreate,
+        prune_unmanaged=prune_unmanaged,
+        rotate_secrets=rotate_secrets,
+    )
+    reach = reachability(evidence, storages)
+    planned = plan(storages, evidence.live.storages, options, reach)
+    _print_plan(out, planned)
+    client = _client(out, settings)
+    results = apply(planned, client, storages, options, reach, dry_run=dry_run)
+    ok = planned.is_empty if dry_run else results.ok
+    if out.json:
+        out.data(
+            {
+                **report,
+                "ok": ok,
+                "plan": plan_dict(planned),
+                "results": results_dict(results),
+                "summary": results.counts(),
+            }
+        )
+        raise typer.Exit(0 if ok else 1)
+    _print_results(out, results)
+    raise typer.Exit(0 if ok else 1)
+
+
+PLAN_STYLES = {"+": "green", "-": "red", "~": "yellow", "!": "bold red", "#": "dim"}
+VERB_STYLES = {
+    "created": "green",
+    "updated": "yellow",
+    "enabled": "green",
+    "disabled": "yellow",
+    "re-created": "yellow",
+    "deleted": "red",
+    "refused": "bold red",
+    "failed": "bold red",
+    "unchanged": "dim",
+    "planned": "cyan",
+}
+
+
+def _print_plan(out: Out, planned: Plan) -> None:
+    lines = planned.describe().splitlines()
+    out.print(lines[0], style="bold")
+    for line in lines[1:]:
+        marker = line.split(" ", 1)[0]
+        out.print(line, style=PLAN_STYLES.get(marker, ""))
+
+
+def _print_results(out: Out, results: Results) -> None:
+    out.print("result:", style="bold")
+    for result in results.results:
+        out.print(f"  {result.line()}", style=VERB_STYLES.get(result.verb, ""))
+        for step in result.steps:
+            out.print(f"      {step}", style="dim")
+    out.print(results.summary(), style="bold")
+
+
+def plan_dict(planned: Plan) -> dict[str, Any]:
+    return {"empty": planned.is_empty, "actions": [_action_dict(a) for a in planned.actions]}
+
+
+def _action_dict(action: Action) -> dict[str, Any]:
+    drift = action.drift
+    return {
+        "storage": action.storage,
+        "kind": str(action.kind),
+        "params": dict(action.params),
+        "delete": list(action.delete),
+        "reason": action.reason,
+        "password_needed": action.password_needed,
+        "enable_after": action.enable_after,
+        "missing": bool(drift and drift.missing),
+        "drift": []
+        if drift is None
+        else [{"property": d.key, "declared": d.declared, "live": d.live} for d in drift.diffs],
+    }
+
+
+def results_dict(results: Results) -> list[dict[str, Any]]:
+    return [
+        {
+            "storage": r.storage,
+            "status": str(r.status),
+            "verb": r.verb,
+            "reason": r.reason,
+            "writes": r.writes,
+            "retries": r.retries,
+            "steps": list(r.steps),
+            "unreachable_nodes": list(r.unreachable_nodes),
+        }
+        for r in results.results
+    ]
+
+
+# -- pbs fingerprint -------------------------------------------------------------------------
+
+
+@app.command(
+    epilog=_examples(
+        "pbs fingerprint pbs1.example.com",
+        "pbs fingerprint 192.0.2.10:8007 --output json",
+        "pbs fingerprint pbs1.example.com --update homelab-backup --config config/pbs-storage.yaml",
+        "pbs fingerprint --update homelab-backup      # HOST: the storage's declared server",
+        note="After a certificate renewal: confirm the new certificate on the PBS, --update, "
+        "commit, then `pbs apply` pushes the fingerprint to PVE.",
+    )
+)
+def fingerprint(
+    target: Annotated[
+        str | None, typer.Argument(metavar="HOST[:PORT]", help="the PBS (port 8007 by default)")
+    ] = None,
+    update: Annotated[
+        str | None,
+        typer.Option(
+            "--update",
+            metavar="NAME",
+            help="write the served fingerprint into this storage's entry of --config",
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, max=120, help="seconds for DNS, TCP and TLS")
+    ] = 5.0,
+    output: OutputOption = Output.text,
+) -> None:
+    """Connect to a PBS and show the SHA-256 fingerprint, subject, issuer and expiry of the
+    certificate it serves; with --update, pin it in the config (comments and layout kept)."""
+    out = Out.create(output)
+    settings = _settings(out, config) if (config is not None or update is not None) else None
+    declared = None
+    if update is not None and settings is not None:
+        declared = next((s for s in settings.config.storages if s.name == update), None)
+        if declared is None:
+            names = ", ".join(s.name for s in settings.config.storages) or "none"
+            out.fail(
+                2,
+                f"no storage named '{update}' in {settings.config.source} (declared: {names})",
+                "usage",
+            )
+    if target is None and declared is None:
+        out.fail(2, "give HOST[:PORT], or --update NAME to use that storage's server", "usage")
+    if target is None:
+        assert declared is not None
+        where = Target(declared.server, declared.port)
+    else:
+        try:
+            host, port = split_target(target)
+        except ValueError as exc:
+            out.fail(2, str(exc), "usage")
+        where = Target(host, port or _declared_port(settings, host))
+    nameservers = settings.nameservers if settings is not None else ()
+    result, resolved = fetch(where, nameservers, timeout)
+    cert = result.certificate
+    if not result.ok or cert is None:
+        out.fail(1, f"no certificate from {where}: {result.error}", "tls", target=str(where))
+    now = _now()
+    facts: dict[str, Any] = {
+        "command": "fingerprint",
+        "target": str(where),
+        "address": result.address,
+        "resolved": resolved,
+        "fingerprint": cert.fingerprint,
+        "subject": cert.subject,
+        "issuer": cert.issuer,
+        "not_before": cert.not_before.isoformat(),
+        "not_after": cert.not_after.isoformat(),
+        "days_left": cert.days_left(now),
+        "expired": cert.is_expired(now),
+        "sans": list(cert.sans),
+        "updated": None,
+    }
+    notes: list[str] = []
+    if declared is not None and settings is not None:
+        if where.host.lower() != declared.server.lower() or where.port != declared.port:
+            notes.append(
+                f"note: '{declared.name}' declares {declared.server}:{declared.port}, "
+                f"the certificate pinned is the one {where} serves"
+            )
+        try:
+            updated = update_fingerprint(settings.config.source, declared.name, cert.fingerprint)
+        except ConfigError as exc:
+            out.config_error(exc)
+        facts["updated"] = _updated_dict(updated)
+    if cert.is_expired(now):
+        notes.append("warning: this certificate has EXPIRED; PVE will refuse it until renewed")
+    if out.json:
+        out.data({"ok": True, **facts, "notes": notes})
+        raise typer.Exit(0)
+    out.print(f"{where}  ({facts['resolved'] or result.address})", style="bold")
+    out.print(f"  fingerprint  {cert.fingerprint}")
+    out.print(f"  subject      {cert.subject}")
+    out.print(f"  issuer       {cert.issuer}")
+    out.print(
+        f"  valid        {cert.not_before:%Y-%m-%d} .. {cert.not_after:%Y-%m-%d} "
+        f"({cert.days_left(now)} days left)"
+    )
+    if cert.sans:
+        out.print(f"  names        {', '.join(cert.sans)}")
+    for note in notes:
+        out.print(note, style="yellow")
+    if facts["updated"] is not None:
+        done = facts["updated"]
+        if done["changed"]:
+            out.print(
+                f"pinned in {done['config']}: {done['storage']}.fingerprint "
+                f"{done['previous'] or '(unset)'} -> {done['fingerprint']}",
+                style="green",
+            )
+            out.print(
+                "next: confirm the certificate is genuine, commit the change, then "
+                "`pbs apply` (or `pytest checks/ --remediate`) pushes it to PVE"
+            )
+        else:
+            out.print(f"{done['config']}: {done['storage']} already pins this certificate")
+    raise typer.Exit(0)
+
+
+def _declared_port(settings: RunSettings | None, host: str) -> int:
+    """Without `:PORT`, the port a declared storage uses for that server, else PBS's 8007."""
+    storages = settings.config.storages if settings is not None else ()
+    return next((s.port for s in storages if s.server.lower() == host.lower()), 8007)
+
+
+def _updated_dict(updated: Updated) -> dict[str, Any]:
+    return {
+        "storage": updated.storage,
+        "config": str(updated.path),
+        "previous": updated.previous,
+        "fingerprint": updated.fingerprint,
+        "changed": updated.changed,
+    }
+
+
+# -- pbs lab serve ---------------------------------------------------------------------------
+
+
+@lab_app.command(
+    "serve",
+    epilog=_examples(
+        "pbs lab serve",
+        "pbs lab serve --spec my-lab.yaml --state-dir /tmp/lab",
+        "set -a; . .lab/lab.env; set +a; pytest checks/ --pbs-config .lab/pbs-storage.yaml",
+    ),
+)
+def lab_serve(
+    spec: Annotated[
+        Path | None,
+        typer.Option("--spec", metavar="FILE", help="a lab scenario (YAML); default: built-in"),
+    ] = None,
+    state_dir: Annotated[
+        Path,
+        typer.Option("--state-dir", metavar="DIR", help="where the lab writes its files"),
+    ] = DEFAULT_LAB_DIR,
+    output: OutputOption = Output.text,
+) -> None:
+    """Run the lab (PVE API, PBS servers, DNS) in the foreground until Ctrl-C or SIGTERM."""
+    out = Out.create(output)
+    scenario = _scenario(out, spec)
+    lab = Lab(scenario, state_dir.resolve())
+    try:
+        lab.start()
+    except LabError as exc:
+        out.fail(1, f"the lab cannot start: {exc}", "lab")
+    try:
+        _announce(out, lab)
+        received = wait_for_signal()
+    finally:
+        lab.stop()
+    if out.json:
+        out.data({"event": "stopped", "signal": received})
+    else:
+        out.print(f"{received}: lab stopped, nothing left running ({lab.state_dir} kept)")
+
+
+def _scenario(out: Out, spec: Path | None) -> Scenario:
+    if spec is None:
+        return builtin()
+    try:
+        return Scenario.load(spec)
+    except OSError as exc:
+        out.fail(2, f"cannot read the lab spec {spec}: {exc.strerror}", "usage")
+    except yaml.YAMLError as exc:
+        out.fail(2, f"the lab spec {spec} is not valid YAML: {exc}", "usage")
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
+        )
+        out.fail(2, f"the lab spec {spec} is invalid: {problems}", "usage")
+
+
+def _announce(out: Out, lab: Lab) -> None:
+    directory = lab.state_dir
+    files = {
+        "lab.json": directory / "lab.json",
+        "lab.env": directory / "lab.env",
+        "pbs-storage.yaml": directory / "pbs-storage.yaml",
+    }
+    if out.json:
+        out.data(
+            {
+                "event": "ready",
+                "state_dir": str(directory),
+                "pve": lab.url,
+                "nodes": list(lab.scenario.nodes),
+                "pbs_servers": {name: f"{s.address}:{s.port}" for name, s in lab.pbs.items()},
+                "files": {name: str(path) for name, path in files.items()},
+            }
+        )
+        return
+    out.print(f"lab running: PVE {lab.url}", style="bold green")
+    out.print(f"  nodes        {', '.join(lab.scenario.nodes)}")
+    for name, server in lab.pbs.items():
+        out.print(f"  PBS          {name} on {server.address}:{server.port}")
+    out.print(f"files in {directory}:")
+    out.print(f"  {files['lab.json']}          everything about the lab (private: has secrets)")
+    out.print(f"  {files['lab.env']}           the secrets the config references (mode 0600)")
+    out.print(f"  {files['pbs-storage.yaml']}  the lab's PBS entries as a declaration")
+    out.print("use it from another shell:")
+    out.print(f"  set -a; . {files['lab.env']}; set +a")
+    out.print(f"  pytest checks/ --pbs-config {files['pbs-storage.yaml']}")
+    out.print(f"  pbs status --config {files['pbs-storage.yaml']}")
+    out.print(f"  pbs lab fault --state-dir {directory} pbs {next(iter(lab.pbs), 'NAME')} --down")
+    out.print("stop with Ctrl-C (or SIGTERM)", style="bold")
+    sys.stdout.flush()
+
+
+def wait_for_signal() -> str:
+    """Block until SIGINT or SIGTERM; returns the signal's name. Handlers restored after."""
+    stop = threading.Event()
+    received: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.2):
+            pass
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+    return signal.Signals(received[0]).name
+
+
+# -- pbs demo --------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog=_examples(
+        "pbs demo",
+        "pbs demo --reports /tmp/demo-reports --output json",
+        note="Exit status 0 when every step of the demo ran.",
+    )
+)
+def demo(
+    reports: Annotated[
+        Path,
+        typer.Option("--reports", metavar="DIR", help="where report.html and junit.xml go"),
+    ] = Path("reports"),
+    output: OutputOption = Output.text,
+) -> None:
+    """Start the built-in lab, break it in realistic ways, run the checks (HTML + JUnit),
+    remediate, show the final matrix, and stop everything again."""
+    from pbs_compliance.demo import DemoError, run_demo
+
+    out = Out.create(output)
+    try:
+        result = run_demo(reports, say=None if out.json else out.console)
+    except DemoError as exc:
+        out.fail(1, str(exc), "demo")
+    if out.json:
+        out.data({"command": "demo", "ok": True, **result.to_dict()})
+    raise typer.Exit(0)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m pbs_compliance.cli`
+    main()
