@@ -37,6 +37,7 @@ TOP_KEYS = ("pbs_storages", "pve", "dns", "defaults")
 _STORAGE_SECRET = ("password", "password_file")
 _PVE_SECRETS = (("token_secret", "token_secret_file"), ("password", "password_file"))
 _MAX_SECRET = 4096
+_UNRESOLVED = SecretStr("")
 _TRUE_WORDS = frozenset({"yes", "true", "on", "1"})
 _FALSE_WORDS = frozenset({"no", "false", "off", "0"})
 _INT_RE = re.compile(r"^[-+]?[0-9]+$")
@@ -262,6 +263,24 @@ class _Loader:
         env_hint: str,
     ) -> None:
         """Resolve a secret from `${ENV}` or a file; a literal secret is an error, never used."""
+        given = field in values or file_field in values
+        reported = len(self.issues)
+        self._resolve_secret(values, origin, path, field, file_field, env_hint)
+        if given and len(self.issues) > reported:
+            # Reported already; a stand-in keeps the model from adding "`token_id` is given
+            # without `token_secret`". With issues, no config is returned, so it never leaks.
+            values[field] = _UNRESOLVED
+            origin.setdefault(field, origin.get(file_field, path))
+
+    def _resolve_secret(
+        self,
+        values: dict[str, Any],
+        origin: dict[str, Path_],
+        path: Path_,
+        field: str,
+        file_field: str,
+        env_hint: str,
+    ) -> None:
         literal = values.pop(field, None)
         secret_file = values.pop(file_field, None)
         if literal is not None and secret_file is not None:

@@ -237,12 +237,13 @@ def test_a_pve_user_and_password_login_is_read(load: Load) -> None:
 
 
 @pytest.mark.parametrize(
-    ("field", "literal"), [("token_secret", "0f2a-literal"), ("password", "hunter2")]
+    ("partner", "field", "literal"),
+    [("token_id: a@pve!pbs", "token_secret", "0f2a-literal"), ("user: a@pve", "password", "pw")],
 )
 def test_a_literal_pve_secret_is_an_error_suggesting_an_env_variable(
-    problem: Problem, field: str, literal: str
+    problem: Problem, partner: str, field: str, literal: str
 ) -> None:
-    issue = problem(f"pbs_storages: []\npve:\n  {field}: {literal}\n")
+    issue = problem(f"pbs_storages: []\npve:\n  {partner}\n  {field}: {literal}\n")
 
     assert issue.field == f"pve.{field}"
     assert issue.message == "a literal secret does not belong in the config file"
@@ -277,3 +278,21 @@ def test_a_malformed_pve_token_id_is_rejected(problem: Problem, token_id: str) -
 
     assert issue.field == "pve.token_id"
     assert "user@realm!tokenname" in issue.message
+
+
+def test_an_unset_pve_token_secret_is_one_error_not_also_half_a_credential_pair(
+    problem: Problem,
+) -> None:
+    issue = problem("pbs_storages: []\npve:\n  token_id: a@pve!pbs\n  token_secret: ${PVE_T}\n")
+
+    assert issue.field == "pve.token_secret"
+    assert issue.message == "environment variable `PVE_T` is not set"
+
+
+def test_an_unreadable_pve_password_file_is_one_error(problem: Problem, tmp_path: Path) -> None:
+    text = f"pbs_storages: []\npve:\n  user: root@pam\n  password_file: {tmp_path / 'nope'}\n"
+
+    issue = problem(text)
+
+    assert issue.field == "pve.password_file"
+    assert "cannot read secret file" in issue.message
