@@ -6,13 +6,21 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+from hypothesis import HealthCheck, given, settings
 from pydantic import SecretStr
 from remediate_lab import PBS_PASSWORD, TOKEN_SECRET, Lab, StartLab
+from remediate_strategies import check_converged, scenarios
 
 from pbs_compliance.config.model import StorageSpec
 from pbs_compliance.drift import diff
 from pbs_compliance.essence import essence_from_api, essence_of
-from pbs_compliance.lab.storage import delete_storage, update_storage
+from pbs_compliance.lab.storage import (
+    StorageSecrets,
+    StorageState,
+    delete_storage,
+    update_storage,
+)
 from pbs_compliance.pve import PveClient
 from remediate import Kind, PlanOptions, Reachability, Results, Status, apply, plan
 
@@ -567,3 +575,42 @@ def test_a_recreate_whose_create_fails_says_the_entry_is_missing(start_lab: Star
     lab.server.faults.clear()
     assert reconcile(lab, [spec("moved")], EVERYTHING).results[0].verb == "created"
     assert_compliant(lab, spec("moved"))
+
+
+# ---- Hypothesis over HTTP: apply(plan(...)) against the lab ends with no drift ----------------
+
+
+@pytest.fixture
+def open_lab(start_lab: StartLab) -> Lab:
+    """One lab for all examples of a Hypothesis test: every node reaches every PBS."""
+    stores = {"pbs1.lab": ["store1", "store2"], "pbs2.lab": ["store1", "store2"]}
+    return start_lab("", reach=dict.fromkeys(("pve1", "pve2", "pve3"), stores))
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(scenario=scenarios())
+def test_apply_of_any_plan_converges_against_the_lab(
+    open_lab: Lab,
+    scenario: tuple[list[StorageSpec], str, dict[str, Reachability], PlanOptions],
+) -> None:
+    desired, storage_cfg, reach, options = scenario
+    lab = open_lab
+    state = StorageState.from_text(storage_cfg)
+    secrets = {sid: StorageSecrets(password=PBS_PASSWORD) for sid in state.config.ids()}
+    lab.server.store.write(lambda _s: (StorageState.from_text(storage_cfg, secrets), None))
+
+    client = lab.client()
+    before = plan(desired, client.storages(), options, reach)
+    results = apply(before, client, desired, options, reach, sleep=lambda _s: None)
+    assert all(r.status != Status.FAILED for r in results.results), results.describe()
+    check_converged(desired, before, lab.live(), options, reach)
+    # and a second run of the same writes nothing (rotation aside, which is always a write)
+    if not options.rotate_secrets:
+        writes = len(lab.writes())
+        again = plan(desired, client.storages(), options, reach)
+        assert apply(again, client, desired, options, reach).writes == 0
+        assert len(lab.writes()) == writes
