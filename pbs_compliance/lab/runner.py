@@ -169,6 +169,11 @@ class Lab:
                 admin_handler=self._admin,
             )
         )
+        for view_name, fault in self.scenario.dns_faults.items():
+            target = self.dns if view_name == "admin" else self.node_dns.get(view_name)
+            if target is None:
+                raise LabError(f"dns_faults: no view '{view_name}' (use 'admin' or a node name)")
+            target.set_fault(fault)
         self.pve.start()
         if self.scenario.pve_faults:
             self.pve.faults.set(**self.scenario.pve_faults)

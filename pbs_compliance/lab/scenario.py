@@ -67,6 +67,9 @@ class Scenario(_Spec):
     dns_hidden: dict[str, list[str]] = Field(default_factory=dict)
     dns_records: dict[str, list[str]] = Field(default_factory=dict)  # extra names
     dns_cnames: dict[str, str] = Field(default_factory=dict)
+    # DNS faults from the start: {"admin": "servfail", "pve2": "silence"} ("admin" = the view
+    # `lab.json`'s "dns" serves, i.e. what this tool's DNS check asks).
+    dns_faults: dict[str, Literal["servfail", "silence"]] = Field(default_factory=dict)
     pve_faults: dict[str, Any] = Field(default_factory=dict)
     node_timeout: float = Field(default=2.0, gt=0)
     auth_failure_delay: float = Field(default=3.0, ge=0)  # PVE holds back every 401 ~3 s
