@@ -124,12 +124,13 @@ def tls(
         )
     days = cert.days_left(now)
     if cert.is_expired(now):
+        ago = (now - cert.not_after) // dt.timedelta(days=1)  # whole days since, not -floor(left)
         return Verdict(
             "tls",
             spec.name,
             "fail",
             f"the certificate of {spec.server} expired on {cert.not_after:%Y-%m-%d} "
-            f"({-days} days ago)\nfix: renew it on the PBS (proxmox-backup-manager cert update), "
+            f"({ago} days ago)\nfix: renew it on the PBS (proxmox-backup-manager cert update), "
             f"then `pbs fingerprint --update {spec.name}`",
             facts,
         )

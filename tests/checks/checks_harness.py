@@ -1,0 +1,136 @@
+"""Helpers for running the compliance checks against a lab and reading what they reported."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import SecretStr
+
+from pbs_compliance.config.model import PveSettings
+from pbs_compliance.lab.runner import TOKEN_ID, Lab
+from pbs_compliance.pve import PveClient
+
+CHECKS_DIR = Path(__file__).resolve().parents[2] / "checks"
+ENV_PREFIXES = ("PBS_COMPLIANCE_", "PBS_LAB_")
+CONNECTIVITY = ("dns", "port", "tls", "fingerprint")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One test case of a compliance run, as the JUnit file tells it."""
+
+    id: str  # "dns[archive]", "node[offsite:pve2]", "unmanaged"
+    outcome: str  # passed, failed, skipped
+    message: str
+    properties: dict[str, str]
+    system_out: str
+
+
+@dataclass
+class ChecksRun:
+    result: pytest.RunResult
+    junit: Path
+    html: Path
+    cases: dict[str, Case] = field(default_factory=dict)
+
+    @property
+    def output(self) -> str:
+        return self.result.stdout.str() + "\n" + self.result.stderr.str()
+
+    def ids(self, outcome: str) -> set[str]:
+        return {c.id for c in self.cases.values() if c.outcome == outcome}
+
+    @property
+    def failed(self) -> set[str]:
+        return self.ids("failed")
+
+    @property
+    def skipped(self) -> set[str]:
+        return self.ids("skipped")
+
+    def message(self, case_id: str) -> str:
+        return self.cases[case_id].message
+
+    def outcomes(self) -> dict[str, str]:
+        return {k: c.outcome for k, c in self.cases.items()}
+
+
+def case_id(name: str) -> str:
+    """`test_dns[archive]` -> `dns[archive]`."""
+    return name.removeprefix("test_")
+
+
+def parse_junit(path: Path) -> dict[str, Case]:
+    cases: dict[str, Case] = {}
+    for element in ET.parse(path).iter("testcase"):
+        outcome, message = "passed", ""
+        for tag in ("failure", "error", "skipped"):
+            found = element.find(tag)
+            if found is not None:
+                outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[tag]
+                message = (found.text or "") if tag != "skipped" else found.get("message", "")
+                if not message:
+                    message = found.get("message", "")
+        out = element.findtext("system-out") or ""
+        props = {}
+        for line in out.splitlines():
+            if line.startswith("[[PROPERTY|") and line.endswith("]]"):
+                key, _, value = line[len("[[PROPERTY|") : -2].partition("=")
+                props[key] = value
+        name = case_id(element.get("name", ""))
+        cases[name] = Case(name, outcome, message, props, out)
+    return cases
+
+
+def lab_config(lab: Lab) -> dict[str, Any]:
+    """The lab's generated declaration as data, with the CA path made absolute."""
+    data: dict[str, Any] = yaml.safe_load(lab.config_path.read_text(encoding="utf-8"))
+    data["pve"]["ca_file"] = str(lab.ca_file)
+    return data
+
+
+def storage(config: dict[str, Any], name: str) -> dict[str, Any]:
+    entry: dict[str, Any] = next(s for s in config["pbs_storages"] if s["name"] == name)
+    return entry
+
+
+def all_ids(storages: dict[str, list[str]]) -> set[str]:
+    """Every case id of a run: storage -> the nodes it applies to."""
+    ids = {"unmanaged"}
+    for name, nodes in storages.items():
+        ids |= {f"{check}[{name}]" for check in (*CONNECTIVITY, "drift")}
+        ids |= {f"node[{name}:{node}]" for node in nodes}
+    return ids
+
+
+ALL_NODES = ["pve1", "pve2", "pve3"]
+BUILTIN = {
+    "archive": ALL_NODES,
+    "homelab-backup": ALL_NODES,
+    "media": ALL_NODES,
+    "offsite": ["pve1", "pve2"],
+}
+BUILTIN_IDS = all_ids(BUILTIN)
+
+
+def pve_client(lab: Lab) -> PveClient:
+    """An admin client of the lab's PVE, to create drift the way an operator would."""
+    settings = PveSettings(
+        url=lab.url,
+        token_id=TOKEN_ID,
+        token_secret=SecretStr(lab.token_secret),
+        ca_file=lab.ca_file,
+    )
+    return PveClient(settings)
+
+
+def storage_ids(storage: str, nodes: list[str] | None = None) -> dict[str, str]:
+    """check -> case id of one storage (node cases as `node:<node>`)."""
+    ids = {check: f"{check}[{storage}]" for check in (*CONNECTIVITY, "drift")}
+    ids |= {f"node:{n}": f"node[{storage}:{n}]" for n in nodes or ALL_NODES}
+    return ids

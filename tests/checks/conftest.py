@@ -1,0 +1,87 @@
+"""Run the compliance checks (`checks/*.py` + the plugin) against a lab, inside pytester.
+
+`run_checks(lab, ...)` copies the project's `checks/` into pytester's directory, exports the
+lab's secrets, runs pytest there with JUnit and HTML reports, and parses the JUnit file into
+one `Case` per test id (`dns[archive]`, `node[offsite:pve2]`, `unmanaged`), so a test can assert
+the exact set of failed cases and their messages.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from checks_harness import CHECKS_DIR, ENV_PREFIXES, ChecksRun, parse_junit
+
+from pbs_compliance.lab.runner import Lab
+
+
+@pytest.fixture
+def write_config(pytester: pytest.Pytester) -> Callable[..., Path]:
+    """Write a declaration (data or text) into pytester's directory; returns its path."""
+
+    def write(content: dict[str, Any] | str, name: str = "pbs-storage.yaml") -> Path:
+        path = pytester.path / name
+        text = content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No compliance or lab setting leaks in from the environment of the outer run."""
+    for key in list(os.environ):
+        if key.startswith(ENV_PREFIXES) or key == "NO_COLOR":
+            monkeypatch.delenv(key)
+    return monkeypatch
+
+
+@pytest.fixture
+def run_checks(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch
+) -> Callable[..., ChecksRun]:
+    """`run_checks(lab, *args, config=path, subprocess=False)`: one compliance run."""
+    shutil.copytree(CHECKS_DIR, pytester.path / "checks", ignore=shutil.ignore_patterns("__py*"))
+    runs = 0
+
+    def run(
+        lab: Lab | None,
+        *args: str,
+        config: Path | None = None,
+        subprocess: bool = False,
+        env: bool = True,
+    ) -> ChecksRun:
+        nonlocal runs
+        runs += 1
+        if lab is not None and env:
+            for key, value in lab.env.items():
+                clean_env.setenv(key, value)
+        junit = pytester.path / f"junit-{runs}.xml"
+        html = pytester.path / f"report-{runs}.html"
+        path = config or (lab.config_path if lab is not None else None)
+        argv = [
+            "-p",
+            "no:cacheprovider",
+            "-rA",
+            f"--junitxml={junit}",
+            f"--html={html}",
+            *([f"--pbs-config={path}"] if path is not None else []),
+            *args,
+        ]
+        if not any(a == "checks" or a.startswith("checks/") for a in args):
+            argv.append("checks")
+        if subprocess:
+            result = pytester.runpytest_subprocess(*argv, timeout=120)
+        else:
+            result = pytester.runpytest(*argv)
+        cases = parse_junit(junit) if junit.exists() else {}
+        return ChecksRun(result, junit, html, cases)
+
+    return run

@@ -1,0 +1,171 @@
+"""A lab declared exactly as it is: every case passes, serially and under xdist, with reports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import xmlschema
+from checks_harness import BUILTIN_IDS, ChecksRun
+
+from pbs_compliance.lab.runner import Lab
+
+RunChecks = Callable[..., ChecksRun]
+JUNIT_XSD = "/work/shared/schemas/junit-10.xsd"
+
+
+def test_every_case_of_a_faithful_declaration_passes(
+    shared_lab: Lab, run_checks: RunChecks
+) -> None:
+    run = run_checks(shared_lab)
+
+    assert run.result.ret == 0, run.output
+    assert set(run.cases) == BUILTIN_IDS
+    assert run.ids("passed") == BUILTIN_IDS
+    run.result.assert_outcomes(passed=len(BUILTIN_IDS))
+
+
+def test_two_xdist_workers_report_the_same_outcomes_as_a_serial_run(
+    shared_lab: Lab, run_checks: RunChecks
+) -> None:
+    serial = run_checks(shared_lab)
+    # xdist workers are processes of their own either way; a subprocess keeps the run isolated.
+    parallel = run_checks(shared_lab, "-n", "2", subprocess=True)
+
+    assert parallel.result.ret == 0, parallel.output
+    assert "2 workers" in parallel.output
+    assert parallel.outcomes() == serial.outcomes()
+    assert {k: c.properties for k, c in parallel.cases.items()} == {
+        k: c.properties for k, c in serial.cases.items()
+    }
+    xmlschema.XMLSchema(JUNIT_XSD).validate(str(parallel.junit))
+    parallel.result.stdout.fnmatch_lines(["*pbs-compliance matrix*", "*offsite*2/2 PASS*"])
+
+
+def test_the_header_names_the_config_the_pve_endpoint_and_remediation(
+    shared_lab: Lab, run_checks: RunChecks
+) -> None:
+    run = run_checks(shared_lab, "--collect-only")
+
+    run.result.stdout.fnmatch_lines(
+        [
+            f"pbs-compliance: config {shared_lab.config_path} (4 storages)",
+            f"pbs-compliance: PVE {shared_lab.url}; DNS 127.0.0.1:*",
+            "pbs-compliance: remediation off",
+        ]
+    )
+
+
+def test_dash_k_with_a_storage_name_selects_only_that_storage(
+    shared_lab: Lab, run_checks: RunChecks
+) -> None:
+    run = run_checks(shared_lab, "-k", "homelab-backup")
+
+    assert run.result.ret == 0, run.output
+    assert set(run.cases) == {c for c in BUILTIN_IDS if "homelab-backup" in c}
+    assert len(run.cases) == 5 + 3
+
+
+def test_dash_m_selects_the_connectivity_checks_by_marker(
+    shared_lab: Lab, run_checks: RunChecks
+) -> None:
+    run = run_checks(shared_lab, "-m", "dns or port or tls or fingerprint")
+
+    assert run.result.ret == 0, run.output
+    assert {c.split("[")[0] for c in run.cases} == {"dns", "port", "tls", "fingerprint"}
+    assert len(run.cases) == 4 * 4
+
+
+@pytest.mark.parametrize(
+    ("marker", "cases"), [("drift", 4), ("nodes", 11), ("unmanaged", 1), ("tls", 4)]
+)
+def test_each_marker_selects_its_own_cases(
+    shared_lab: Lab, run_checks: RunChecks, marker: str, cases: int
+) -> None:
+    run = run_checks(shared_lab, "-m", marker)
+
+    assert run.result.ret == 0, run.output
+    assert len(run.cases) == cases
+    assert {c.properties["check"] for c in run.cases.values()} == {marker}
+
+
+def test_dash_dash_markers_lists_the_seven_checks_with_their_docs(
+    pytester: pytest.Pytester,
+) -> None:
+    result = pytester.runpytest("--markers")
+
+    result.stdout.fnmatch_lines_random(
+        [
+            "@pytest.mark.dns: *resolves*",
+            "@pytest.mark.port: *TCP*",
+            "@pytest.mark.tls: *certificate*",
+            "@pytest.mark.fingerprint: *SHA-256*",
+            "@pytest.mark.drift: *PVE storage entry*",
+            "@pytest.mark.nodes: *PVE node*",
+            "@pytest.mark.unmanaged: *does not declare*",
+        ]
+    )
+
+
+def test_the_junit_file_validates_against_jenkins_schema_and_keeps_the_properties(
+    shared_lab: Lab, run_checks: RunChecks
+) -> None:
+    run = run_checks(shared_lab)
+
+    xmlschema.XMLSchema(JUNIT_XSD).validate(str(run.junit))
+    text = run.junit.read_text(encoding="utf-8")
+    assert "<properties" not in text.split("<testsuite", 1)[1].split("<testcase", 1)[1]
+    assert run.cases["dns[archive]"].properties == {
+        "storage": "archive",
+        "server": "pbs1.lab.example",
+        "check": "dns",
+    }
+    assert run.cases["node[offsite:pve2]"].properties == {
+        "storage": "offsite",
+        "server": "pbs2.lab.example",
+        "check": "nodes",
+        "node": "pve2",
+    }
+    assert run.cases["unmanaged"].properties == {"storage": "(all)", "check": "unmanaged"}
+    assert all(c.properties.get("check") for c in run.cases.values())
+
+
+def test_the_html_report_is_self_contained_and_shows_the_evidence(
+    shared_lab: Lab, run_checks: RunChecks
+) -> None:
+    run = run_checks(shared_lab)
+
+    html = run.html.read_text(encoding="utf-8")
+    assert not (run.html.parent / "assets").exists()
+    assert '<link rel="stylesheet" href="assets' not in html
+    fingerprint = shared_lab.pbs["pbs1.lab.example"].fingerprint
+    for text in (
+        "pbs1.lab.example",  # server
+        "lab: homelab on pbs1.lab.example",  # description
+        "127.0.0.11",  # resolved address
+        "CN=pbs1.lab.example",  # certificate subject / issuer
+        "valid",  # expiry window
+        "declared fingerprint",
+        fingerprint,
+        "served fingerprint",
+    ):
+        assert text in html, text
+
+
+def test_the_matrix_is_plain_text_when_the_output_is_not_a_terminal(
+    shared_lab: Lab, run_checks: RunChecks
+) -> None:
+    run = run_checks(shared_lab)
+
+    assert "\x1b[" not in run.output
+    run.result.stdout.fnmatch_lines(
+        [
+            "*pbs-compliance matrix*",
+            "*storage*dns*port*tls*fingerprint*drift*nodes*",
+            "*archive*PASS*PASS*PASS*PASS*PASS*3/3 PASS*",
+            "*homelab-backup*PASS*PASS*PASS*PASS*PASS*3/3 PASS*",
+            "*media*PASS*PASS*PASS*PASS*PASS*3/3 PASS*",
+            "*offsite*PASS*PASS*PASS*PASS*PASS*2/2 PASS*",
+            "unmanaged PBS entries: PASS",
+        ]
+    )
