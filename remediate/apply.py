@@ -67,8 +67,8 @@ class Status(StrEnum):
 class StorageResult:
     """What happened to one storage. `action` is the planned one; `steps` are the writes sent.
 
-    `unreachable_nodes` names the nodes that could not reach the PBS when a create or enable
-    was verified.
+    `retries` counts the re-read + re-plan rounds after digest conflicts; `unreachable_nodes`
+    names the nodes that could not reach the PBS when a create or enable was verified.
     """
 
     storage: str
@@ -94,7 +94,8 @@ class StorageResult:
         if self.reason:
             text += f" - {self.reason}"
         if self.retries:
-            text += f" (after {self.retries} digest conflict{'s' if self.retries > 1 else ''})"
+            plural = "y" if self.retries == 1 else "ies"
+            text += f" ({self.retries} retr{plural} after digest conflicts)"
         return text
 
 
@@ -259,14 +260,14 @@ class _Run:
             except _Enable:
                 replan = True
             except PveDigestConflict as exc:
-                tally.retries += 1
-                if tally.retries > self.max_retries:
+                if tally.retries >= self.max_retries:
                     return result(
                         Status.FAILED,
                         f"gave up after {self.max_retries} retries: storage.cfg kept changing "
                         f"under us ({exc.message})",
                     )
-                self.sleep(self.backoff * 2 ** (tally.retries - 1))
+                self.sleep(self.backoff * 2**tally.retries)
+                tally.retries += 1
                 replan = True
             except _Failed as exc:
                 return result(Status.FAILED, exc.reason, exc.nodes)
@@ -428,10 +429,10 @@ class _Run:
                 self._write(tally, f"PUT /storage/{name} disable=1", disable)
                 return
             except PveDigestConflict:
-                tally.retries += 1
                 if attempt == self.max_retries:
                     raise
                 self.sleep(self.backoff * 2**attempt)
+                tally.retries += 1
 
 
 def _shown(params: Mapping[str, str], delete: Sequence[str] = (), password: bool = False) -> str:

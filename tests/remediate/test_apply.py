@@ -284,7 +284,7 @@ def test_retries_are_bounded_with_exponential_backoff(start_lab: StartLab) -> No
     failed = results.for_storage("a-one")
     assert failed is not None
     assert failed.status == Status.FAILED
-    assert failed.retries == 4
+    assert failed.retries == 3
     assert "gave up after 3 retries" in failed.reason
     assert "detected modified configuration" in failed.reason
     assert sleeps == [0.01, 0.02, 0.04]
@@ -463,7 +463,7 @@ def test_a_conflict_with_a_writer_who_already_fixed_it_ends_unchanged(start_lab:
     result = results.results[0]
     assert (result.status, result.writes, result.retries) == (Status.UNCHANGED, 0, 1)
     assert result.line() == (
-        "a-one: unchanged - another writer already made it match (after 1 digest conflict)"
+        "a-one: unchanged - another writer already made it match (1 retry after digest conflicts)"
     )
 
 
