@@ -123,7 +123,7 @@ class Out:
         if self.json:
             self.data({"ok": False, "error": kind, "message": message, **extra})
         else:
-            self.errors.print(f"pbs: {message}", style="bold red")
+            self.errors.print(f"pbs: {message}", style="bold red", soft_wrap=True)
         raise typer.Exit(code)
 
     def config_error(self, exc: ConfigError) -> NoReturn:
@@ -362,7 +362,7 @@ def apply_command(
             if out.json:
                 out.data({**report, "ok": False, "error": "validation", "message": message})
             else:
-                out.errors.print(f"pbs: {message}", style="bold red")
+                out.errors.print(f"pbs: {message}", style="bold red", soft_wrap=True)
             raise typer.Exit(1)
     options = PlanOptions(
         allow_recreate=allow_recreate,

@@ -31,7 +31,13 @@ LiveStatus = Literal["enabled", "disabled", "missing", "unmanaged"]
 
 
 def first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else ""
+    """The headline of a verdict's message; a headline ending in ':' takes its first detail."""
+    lines = [line.strip() for line in text.strip().splitlines()]
+    if not lines:
+        return ""
+    if lines[0].endswith(":") and len(lines) > 1 and not lines[1].startswith("fix:"):
+        return f"{lines[0]} {lines[1]}"
+    return lines[0]
 
 
 # -- pbs validate ---------------------------------------------------------------------------------
@@ -120,7 +126,7 @@ def validation_table(rows: Sequence[ValidationRow]) -> Table:
         if row.status == "disabled":
             cells = [_styled("disabled")] + [_styled("-")] * 4
         else:
-            cells = [_styled(row.status)] + [
+            cells = [_styled(CELL["fail"] if row.status == "fail" else row.status)] + [
                 _styled(CELL[row.verdict(c).status]) for c in CONNECTIVITY
             ]
         table.add_row(row.spec.name, *cells, "\n".join(row.issues) or "-")

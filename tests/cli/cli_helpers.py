@@ -1,0 +1,34 @@
+"""Helpers for the `pbs` command tests (imported by name, like `checks_harness`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from typer.testing import Result
+
+from pbs_compliance.lab.runner import Lab
+
+Invoke = Callable[..., Result]
+
+
+def storage(data: dict[str, Any], name: str) -> dict[str, Any]:
+    """The declaration of one storage inside a loaded config document."""
+    found: dict[str, Any] = next(s for s in data["pbs_storages"] if s["name"] == name)
+    return found
+
+
+def as_json(result: Result) -> dict[str, Any]:
+    """stdout must be exactly one JSON document."""
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+def writes(lab: Lab) -> list[dict[str, Any]]:
+    """The lab's non-GET API requests so far (the admin routes excluded)."""
+    return [
+        r
+        for r in lab.requests()
+        if r.get("method") != "GET" and "/_lab" not in str(r.get("path", ""))
+    ]

@@ -1,0 +1,187 @@
+"""`pbs lab serve`: a foreground lab that writes its files when ready and stops on a signal."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import yaml
+from cli_helpers import Invoke, as_json
+
+from pbs_compliance import cli
+from pbs_compliance.lab.scenario import builtin
+
+PBS = shutil.which("pbs") or str(Path(sys.executable).with_name("pbs"))
+
+
+def ephemeral_spec(path: Path) -> Path:
+    path.write_text(yaml.safe_dump(builtin().with_ephemeral_ports().model_dump()), "utf-8")
+    return path
+
+
+def wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} not written within {timeout} s"
+        time.sleep(0.05)
+
+
+def refused(address: str, port: int) -> bool:
+    try:
+        socket.create_connection((address, port), timeout=1).close()
+    except OSError:
+        return True
+    return False
+
+
+def test_lab_serve_writes_its_files_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    process = subprocess.Popen(
+        [
+            PBS,
+            "lab",
+            "serve",
+            "--spec",
+            ephemeral_spec(tmp_path / "spec.yaml"),
+            "--state-dir",
+            state,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    try:
+        wait_for(state / "lab.json", process)
+        lab = json.loads((state / "lab.json").read_text(encoding="utf-8"))
+        assert (state / "pbs-storage.yaml").is_file()
+        assert (state / "lab.env").stat().st_mode & 0o777 == 0o600
+        ports = [(s["address"], s["port"]) for s in lab["pbs_servers"]]
+        assert not any(refused(address, port) for address, port in ports)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert f"set -a; . {state / 'lab.env'}; set +a" in stdout
+    assert f"pytest checks/ --pbs-config {state / 'pbs-storage.yaml'}" in stdout
+    assert "SIGTERM: lab stopped" in stdout
+    assert all(refused(address, port) for address, port in ports)
+    for secret in lab["pve"]["token_secret"], lab["pve"]["password"]:
+        assert secret not in stdout + stderr
+
+
+@contextmanager
+def port_8007_taken() -> Iterator[None]:
+    """Hold 127.0.0.11:8007 (or find it already held by another lab on this machine)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.11", 8007))
+        sock.listen(1)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+    try:
+        yield
+    finally:
+        sock.close()
+
+
+def test_the_builtin_lab_on_a_taken_port_8007_is_a_clear_error(tmp_path: Path) -> None:
+    with port_8007_taken():
+        done = subprocess.run(
+            [PBS, "lab", "serve", "--state-dir", tmp_path],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert "the lab cannot start: PBS server pbs1.lab.example cannot listen on" in done.stderr
+    assert "127.0.0.11:8007" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "lab.json").exists()
+
+
+def test_lab_serve_in_process_announces_in_text_and_json(
+    invoke: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[bool] = []
+
+    def signal_arrives() -> str:
+        seen.append((tmp_path / "s" / "pbs-storage.yaml").is_file())
+        return "SIGINT"
+
+    monkeypatch.setattr(cli, "wait_for_signal", signal_arrives)
+    spec = ephemeral_spec(tmp_path / "spec.yaml")
+    text = invoke("lab", "serve", "--spec", spec, "--state-dir", tmp_path / "s")
+    assert text.exit_code == 0, text.output
+    assert "lab running: PVE https://127.0.0.1:" in text.stdout
+    assert "PBS          pbs2.lab.example on 127.0.0.12:" in text.stdout
+    assert "SIGINT: lab stopped" in text.stdout
+    result = invoke("lab", "serve", "--spec", spec, "--state-dir", tmp_path / "s", "-o", "json")
+    assert result.exit_code == 0
+    ready, stopped = _documents(result.stdout)
+    assert ready["event"] == "ready"
+    assert ready["files"]["lab.env"] == str(tmp_path / "s" / "lab.env")
+    assert stopped == {"event": "stopped", "signal": "SIGINT"}
+    assert seen == [True, True]
+
+
+def _documents(text: str) -> list[dict[str, object]]:
+    decoder = json.JSONDecoder()
+    documents, index = [], 0
+    while index < len(text.rstrip()):
+        document, index = decoder.raw_decode(text, index)
+        documents.append(document)
+        while index < len(text) and text[index].isspace():
+            index += 1
+    return documents
+
+
+def test_the_signal_wait_returns_the_signal_that_arrived() -> None:
+    pid = os.getpid()
+    timer = threading.Timer(0.2, os.kill, (pid, signal.SIGTERM))
+    previous = signal.getsignal(signal.SIGTERM)
+    timer.start()
+    try:
+        assert cli.wait_for_signal() == "SIGTERM"
+    finally:
+        timer.cancel()
+    assert signal.getsignal(signal.SIGTERM) is previous
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("nodes: [\n", "is not valid YAML"),
+        ("nodes: []\n", "is invalid: nodes"),
+        (None, "cannot read the lab spec"),
+    ],
+)
+def test_a_bad_spec_is_a_usage_error(
+    invoke: Invoke, tmp_path: Path, content: str | None, message: str
+) -> None:
+    spec = tmp_path / "spec.yaml"
+    if content is not None:
+        spec.write_text(content, encoding="utf-8")
+    result = invoke("lab", "serve", "--spec", spec, "--state-dir", tmp_path / "s")
+    assert result.exit_code == 2
+    assert message in result.stderr
+    data = as_json(invoke("lab", "serve", "--spec", spec, "--state-dir", tmp_path, "-o", "json"))
+    assert data["error"] == "usage"
