@@ -239,12 +239,17 @@ def node(spec: StorageSpec, node_name: str, live: LiveState) -> Verdict:
     if entry is None:
         problems.append(f"{node_name} does not list '{spec.name}' at all")
     elif not entry.get("enabled"):
+        live_nodes = str(live.pbs_entries[spec.name].get("nodes") or "")
+        why = (
+            f"is limited to nodes {live_nodes} in PVE"
+            if live_nodes and node_name not in live_nodes.split(",")
+            else "is disabled in PVE"
+        )
         return Verdict(
             "nodes",
             spec.name,
             "skip",
-            f"'{spec.name}' is disabled in PVE, so {node_name} does not use it "
-            "(see the drift case)",
+            f"'{spec.name}' {why}, so {node_name} does not use it (see the drift case)",
             node=node_name,
         )
     elif not entry.get("active"):

@@ -47,7 +47,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 def run_checks(
     pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch
 ) -> Callable[..., ChecksRun]:
-    """`run_checks(lab, *args, config=path, subprocess=False)`: one compliance run."""
+    """`run_checks(lab, *args, config=path, subprocess=False, extra_env={})`: one compliance run.
+
+    The lab's secrets are exported first (unless `env=False`), then `extra_env` on top.
+    """
     shutil.copytree(CHECKS_DIR, pytester.path / "checks", ignore=shutil.ignore_patterns("__py*"))
     runs = 0
 
@@ -57,12 +60,15 @@ def run_checks(
         config: Path | None = None,
         subprocess: bool = False,
         env: bool = True,
+        extra_env: dict[str, str] | None = None,
     ) -> ChecksRun:
         nonlocal runs
         runs += 1
         if lab is not None and env:
             for key, value in lab.env.items():
                 clean_env.setenv(key, value)
+        for key, value in (extra_env or {}).items():
+            clean_env.setenv(key, value)
         junit = pytester.path / f"junit-{runs}.xml"
         html = pytester.path / f"report-{runs}.html"
         path = config or (lab.config_path if lab is not None else None)
