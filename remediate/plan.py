@@ -5,7 +5,7 @@ essence -> diff -> plan, the same `drift.diff` the checks use, so a storage the 
 compliant never gets an action and every action shows the drift it fixes. `apply` executes the
 same plan; a dry run prints it.
 
-Decisions, each a safety rule (tests in `tests/remediate/test_plan.py`):
+Decisions, each a safety rule (tests in `tests/remediate/test_remediate_plan.py`):
 - One action per storage. `enable`/`disable` are used when the `disable` flag is the only
   difference; together with other property changes it travels in one `update` (one write, one
   digest, no window where half the fix is applied).
