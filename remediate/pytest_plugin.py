@@ -126,12 +126,17 @@ class _Remediator:
         try:
             client = self._pve()
             results = apply(mine, client, storages, self.options, reach)
-            self._live = client.storages()
-            fresh = LiveState(storages=self._live, nodes=evidence.live.nodes)
         except PveError as exc:
             self._note(report, f"remediation failed: {exc}")
             return
         done = "\n".join(r.line() for r in results.results if r.storage in names)
+        try:
+            self._live = client.storages()
+        except PveError as exc:  # what apply did (or could not do) must not be lost
+            self._note(report, f"remediation not confirmed ({exc}):\n{done}")
+            self._html(report, "remediation not confirmed", done)
+            return
+        fresh = LiveState(storages=self._live, nodes=evidence.live.nodes)
         if verdict.check == "drift":
             spec = settings.config.storage(verdict.storage)
             recheck = verdicts.drift(spec, fresh)
