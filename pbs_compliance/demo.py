@@ -133,6 +133,7 @@ class Change:
 class DemoResult:
     reports: Path
     ports: str
+    state_dir: Path
     runs: list[SuiteRun] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
     pinned: Updated | None = None
@@ -145,6 +146,7 @@ class DemoResult:
                 "junit": str(self.reports / "junit.xml"),
             },
             "lab_ports": self.ports,
+            "lab_state_dir": str(self.state_dir),  # removed when the demo ends
             "runs": [run.to_dict() for run in self.runs],
             "changes": [change.to_dict() for change in self.changes],
             "pinned": None
@@ -187,7 +189,7 @@ def run_demo(reports: Path, say: Console | None = None, ephemeral: bool = False)
     with tempfile.TemporaryDirectory(prefix="pbs-demo-") as temp:
         lab, ports = _start(Path(temp) / "lab", ephemeral, narrate)
         try:
-            result = DemoResult(reports, ports)
+            result = DemoResult(reports, ports, lab.state_dir)
             _tour(lab, checks, reports, narrate, result)
         finally:
             lab.stop()

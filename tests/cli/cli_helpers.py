@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from typer.testing import Result
@@ -32,3 +35,19 @@ def writes(lab: Lab) -> list[dict[str, Any]]:
         for r in lab.requests()
         if r.get("method") != "GET" and "/_lab" not in str(r.get("path", ""))
     ]
+
+
+@contextmanager
+def port_8007_taken() -> Iterator[None]:
+    """Hold 127.0.0.11:8007 (or find it already held by another lab on this machine)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.11", 8007))
+        sock.listen(1)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+    try:
+        yield
+    finally:
+        sock.close()

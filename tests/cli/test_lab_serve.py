@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -12,13 +11,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
-from cli_helpers import Invoke, as_json
+from cli_helpers import Invoke, as_json, port_8007_taken
 
 from pbs_compliance import cli
 from pbs_compliance.lab.scenario import builtin
@@ -84,22 +81,6 @@ def test_lab_serve_writes_its_files_and_stops_cleanly_on_sigterm(tmp_path: Path)
     assert all(refused(address, port) for address, port in ports)
     for secret in lab["pve"]["token_secret"], lab["pve"]["password"]:
         assert secret not in stdout + stderr
-
-
-@contextmanager
-def port_8007_taken() -> Iterator[None]:
-    """Hold 127.0.0.11:8007 (or find it already held by another lab on this machine)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind(("127.0.0.11", 8007))
-        sock.listen(1)
-    except OSError as exc:
-        if exc.errno != errno.EADDRINUSE:
-            raise
-    try:
-        yield
-    finally:
-        sock.close()
 
 
 def test_the_builtin_lab_on_a_taken_port_8007_is_a_clear_error(tmp_path: Path) -> None:
