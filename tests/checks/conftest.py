@@ -27,6 +27,7 @@ def write_config(pytester: pytest.Pytester) -> Callable[..., Path]:
 
     def write(content: dict[str, Any] | str, name: str = "pbs-storage.yaml") -> Path:
         path = pytester.path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         text = content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False)
         path.write_text(text, encoding="utf-8")
         return path
