@@ -23,6 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
+import requests
 import typer
 import yaml
 from pydantic import ValidationError
@@ -686,7 +687,13 @@ def _announce(out: Out, lab: Lab) -> None:
     out.print(f"  set -a; . {files['lab.env']}; set +a")
     out.print(f"  pytest checks/ --pbs-config {files['pbs-storage.yaml']}")
     out.print(f"  pbs status --config {files['pbs-storage.yaml']}")
-    out.print(f"  pbs lab fault --state-dir {directory} pbs {next(iter(lab.pbs), 'NAME')} --down")
+    out.print("break it on purpose (pbs lab fault --help):")
+    first = next(iter(lab.pbs), "NAME")
+    out.print(f"  pbs lab fault --state-dir {directory} pbs {first} --mode down")
+    out.print(f"  pbs lab fault --state-dir {directory} pbs {first} --renew")
+    out.print(
+        f"  pbs lab fault --state-dir {directory} dns servfail --node {lab.scenario.nodes[-1]}"
+    )
     out.print("stop with Ctrl-C (or SIGTERM)", style="bold")
     sys.stdout.flush()
 
@@ -708,6 +715,169 @@ def wait_for_signal() -> str:
         for signum, old in previous.items():
             signal.signal(signum, old)
     return signal.Signals(received[0]).name
+
+
+# -- pbs lab fault --------------------------------------------------------------------------
+
+fault_app = typer.Typer(
+    help="Break a running lab on purpose (it must have been started by `pbs lab serve`).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+lab_app.add_typer(fault_app, name="fault")
+
+StateDirOption = Annotated[
+    Path,
+    typer.Option("--state-dir", metavar="DIR", help="the running lab's state directory"),
+]
+
+
+class PbsMode(StrEnum):
+    up = "up"
+    down = "down"
+    blackhole = "blackhole"
+
+
+class DnsFault(StrEnum):
+    servfail = "servfail"
+    silence = "silence"
+    none = "none"
+
+
+@fault_app.command(
+    "pbs",
+    epilog=_examples(
+        "pbs lab fault pbs pbs1.lab.example --mode down       # connection refused",
+        "pbs lab fault pbs pbs1.lab.example --mode blackhole  # accepts TCP, never answers",
+        "pbs lab fault pbs pbs2.lab.example --renew           # a new certificate",
+        "pbs lab fault pbs pbs3.lab.example --expired         # serve an expired certificate",
+        "pbs lab fault pbs pbs1.lab.example --mode up --no-expired",
+    ),
+)
+def lab_fault_pbs(
+    name: Annotated[str, typer.Argument(help="the PBS server's name, e.g. pbs1.lab.example")],
+    mode: Annotated[PbsMode | None, typer.Option("--mode", help="up, down or blackhole")] = None,
+    renew: Annotated[bool, typer.Option("--renew", help="issue a new certificate")] = False,
+    expired: Annotated[
+        bool | None,
+        typer.Option("--expired/--no-expired", help="serve an expired certificate, or not"),
+    ] = None,
+    state_dir: StateDirOption = DEFAULT_LAB_DIR,
+    output: OutputOption = Output.text,
+) -> None:
+    """Take a lab PBS down, make it hang, renew or expire its certificate."""
+    out = Out.create(output)
+    body: dict[str, Any] = {}
+    if mode is not None:
+        body["mode"] = str(mode)
+    if renew:
+        body["renew"] = True
+    if expired is not None:
+        body["expired"] = expired
+    if not body:
+        out.fail(2, "say what to change: --mode, --renew or --expired/--no-expired", "usage")
+    answer = _lab_admin(out, state_dir, f"pbs/{name}", body)
+    _fault_done(out, answer, f"{name}: {', '.join(f'{k}={v}' for k, v in body.items())}")
+
+
+@fault_app.command(
+    "dns",
+    epilog=_examples(
+        "pbs lab fault dns servfail              # every resolver of the lab",
+        "pbs lab fault dns silence --node pve3   # only the resolver pve3 uses",
+        "pbs lab fault dns none                  # answer normally again",
+    ),
+)
+def lab_fault_dns(
+    fault: Annotated[DnsFault, typer.Argument(help="servfail, silence or none")],
+    node: Annotated[
+        str | None, typer.Option("--node", help="only the resolver this node uses")
+    ] = None,
+    state_dir: StateDirOption = DEFAULT_LAB_DIR,
+    output: OutputOption = Output.text,
+) -> None:
+    """Make the lab's DNS answer SERVFAIL or nothing at all (everywhere, or for one node)."""
+    out = Out.create(output)
+    body: dict[str, Any] = {"fault": None if fault == DnsFault.none else str(fault)}
+    if node is not None:
+        body["node"] = node
+    answer = _lab_admin(out, state_dir, "dns", body)
+    _fault_done(out, answer, f"dns: {fault}" + (f" (resolver of {node})" if node else ""))
+
+
+@fault_app.command(
+    "pve",
+    epilog=_examples(
+        "pbs lab fault pve latency=2                 # every API call takes 2 s longer",
+        "pbs lab fault pve fail_nth=1 fail_method=PUT  # the next PUT answers HTTP 500",
+        "pbs lab fault pve concurrent_writer=true    # another writer changes storage.cfg",
+        "pbs lab fault pve --clear",
+    ),
+)
+def lab_fault_pve(
+    settings: Annotated[
+        list[str] | None, typer.Argument(metavar="KEY=VALUE...", help="fault settings")
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="remove every PVE fault first")] = False,
+    state_dir: StateDirOption = DEFAULT_LAB_DIR,
+    output: OutputOption = Output.text,
+) -> None:
+    """Inject PVE API faults: latency, failing or dropped requests, a concurrent writer."""
+    out = Out.create(output)
+    body: dict[str, Any] = {"clear": True} if clear else {}
+    for item in settings or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            out.fail(2, f"'{item}' is not KEY=VALUE", "usage")
+        try:
+            body[key] = json.loads(value)
+        except ValueError:
+            body[key] = value  # a bare word: a path or a method
+    if not body:
+        out.fail(2, "give KEY=VALUE settings, or --clear", "usage")
+    answer = _lab_admin(out, state_dir, "faults", body)
+    _fault_done(out, answer, "pve faults now: " + json.dumps(answer))
+
+
+def _lab_admin(out: Out, state_dir: Path, route: str, body: dict[str, Any]) -> Any:
+    """POST to the running lab's admin API, authenticated like any PVE client."""
+    try:
+        lab = json.loads((state_dir / "lab.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        out.fail(
+            2,
+            f"no running lab in {state_dir} (no lab.json): start one with "
+            f"`pbs lab serve --state-dir {state_dir}`",
+            "usage",
+        )
+    pve = lab["pve"]
+    try:
+        response = requests.post(
+            f"{pve['url'].rstrip('/')}/api2/json/_lab/{route}",
+            json=body,
+            headers={"Authorization": f"PVEAPIToken={pve['token_id']}={pve['token_secret']}"},
+            verify=pve["ca_file"],
+            timeout=10,
+        )
+    except (requests.RequestException, OSError) as exc:  # OSError: its ca.pem is gone
+        out.fail(
+            1,
+            f"the lab in {state_dir} does not answer at {pve['url']} "
+            f"({type(exc).__name__}; stopped?)",
+            "lab",
+        )
+    if response.status_code != 200:
+        reason = response.reason or f"HTTP {response.status_code}"
+        out.fail(1, f"the lab refused the fault: {reason}", "lab")
+    return response.json().get("data")
+
+
+def _fault_done(out: Out, answer: Any, text: str) -> None:
+    if out.json:
+        out.data({"ok": True, "result": answer})
+    else:
+        out.print(text, style="yellow")
+    raise typer.Exit(0)
 
 
 # -- pbs demo --------------------------------------------------------------------------------
