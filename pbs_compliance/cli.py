@@ -809,7 +809,8 @@ def lab_fault_dns(
     "pve",
     epilog=_examples(
         "pbs lab fault pve latency=2                 # every API call takes 2 s longer",
-        "pbs lab fault pve fail_nth=1 fail_method=PUT  # the next PUT answers HTTP 500",
+        "pbs lab fault pve fail_nth=1                # the next API request answers HTTP 500",
+        "pbs lab fault pve fail_path='/storage/*' fail_method=PUT  # every storage PUT fails",
         "pbs lab fault pve concurrent_writer=true    # another writer changes storage.cfg",
         "pbs lab fault pve --clear",
     ),
