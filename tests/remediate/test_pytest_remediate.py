@@ -232,6 +232,7 @@ def test_two_workers_remediating_one_cluster_at_once_converge(checks: ChecksRunn
 
     assert run.result.ret == 0, run.output
     assert run.ids("remediated") == {f"drift[{s}]" for s in STORAGES}
+    assert run.result.parseoutcomes()["remediated"] == 4  # counted on the controller too
     assert checks.drifted() == {}
     done = [w for w in run.writes if w["status"] == 200]
     assert sorted(w["path"].rsplit("/", 1)[-1] for w in done) == sorted(STORAGES)
