@@ -427,6 +427,8 @@ class PbsServer:
         with self._lock:
             if self._socket is not None:
                 return
+            if self.port:
+                _ensure_free(self.address, self.port)
             sock = _new_socket(self.address)
             try:
                 sock.bind((self.address, self.port))
@@ -603,6 +605,15 @@ class PbsServer:
             parked, self._parked = self._parked, []
         for sock in parked:
             sock.close()
+
+
+def _ensure_free(address: str, port: int) -> None:
+    """Raise EADDRINUSE when anyone holds the port: our own REUSEPORT socket would otherwise
+    share it with another lab's server and the kernel would spread connections over both."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no owner
+        probe.bind((address, port))
 
 
 def _new_socket(address: str) -> socket.socket:
