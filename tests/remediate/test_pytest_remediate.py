@@ -140,18 +140,36 @@ def test_a_second_remediate_run_passes_everything_and_writes_nothing(
 # -- what cannot be fixed stays failed, with the reason ---------------------------------------
 
 
-def test_a_changed_datastore_is_refused_without_allow_recreate_and_nothing_is_written(
-    checks: ChecksRunner,
+def move(checks: ChecksRunner, lab: Lab, what: str) -> str:
+    """Declare a storage on another datastore, or on another server; returns its name."""
+    if what == "datastore":
+        checks.change("beta", datastore="homelab")
+        return "beta"
+    pbs = lab.pbs[PBS1]  # gamma moves from pbs2 to pbs1 (with pbs1's certificate and password)
+    checks.change(
+        "gamma",
+        server=PBS1,
+        datastore="homelab",
+        port=pbs.port,
+        fingerprint=pbs.fingerprint,
+        password="${PBS_LAB_ALPHA_PASSWORD}",
+    )
+    return "gamma"
+
+
+@pytest.mark.parametrize("what", ["datastore", "server"])
+def test_a_changed_server_or_datastore_is_refused_without_allow_recreate(
+    checks: ChecksRunner, lab: Lab, what: str
 ) -> None:
-    checks.change("beta", datastore="homelab")
+    name = move(checks, lab, what)
 
     run = checks.run("--remediate")
 
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED
-    assert run.ids("failed") == {"drift[beta]"}
-    message = run.message("drift[beta]")
+    assert run.ids("failed") == {f"drift[{name}]"}
+    message = run.message(f"drift[{name}]")
     assert "remediation did not fix it" in message
-    assert "beta: refused" in message
+    assert f"{name}: refused - PVE cannot change {what}" in message
     assert "`--allow-recreate`" in message
     assert run.writes == []
 
@@ -166,19 +184,23 @@ def test_allow_recreate_without_a_declared_password_is_refused(checks: ChecksRun
     assert run.writes == []
 
 
+@pytest.mark.parametrize("what", ["datastore", "server"])
 def test_allow_recreate_deletes_and_creates_the_entry_again_then_enables_it(
-    checks: ChecksRunner,
+    checks: ChecksRunner, lab: Lab, what: str
 ) -> None:
-    checks.change("beta", datastore="homelab")
+    name = move(checks, lab, what)
 
     run = checks.run("--remediate", "--allow-recreate")
 
     assert run.result.ret == 0, run.output
-    assert run.outcome("drift[beta]") == "remediated"
-    assert run.write_lines() == ["DELETE /storage/beta", "POST /storage", "PUT /storage/beta"]
-    assert run.writes[1]["params"]["datastore"] == "homelab"
+    assert run.outcome(f"drift[{name}]") == "remediated"
+    assert run.write_lines() == [f"DELETE /storage/{name}", "POST /storage", f"PUT /storage/{name}"]
+    created = run.writes[1]["params"]
+    assert (created["server"], created["datastore"], created["disable"]) == (PBS1, "homelab", "1")
     assert checks.drifted() == {}
-    assert checks.run("--remediate").writes == []
+    again = checks.run("--remediate")
+    assert again.result.ret == 0, again.output
+    assert again.writes == []
 
 
 def test_a_certificate_that_no_longer_matches_the_declaration_refuses_the_fix(
