@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 import xmlschema
-from checks_harness import BUILTIN_IDS, ChecksRun
+from checks_harness import BUILTIN_IDS, ChecksRun, pve_client
 
 from pbs_compliance.lab.runner import Lab
 
@@ -26,20 +26,38 @@ def test_every_case_of_a_faithful_declaration_passes(
 
 
 def test_two_xdist_workers_report_the_same_outcomes_as_a_serial_run(
-    shared_lab: Lab, run_checks: RunChecks
+    lab: Lab, run_checks: RunChecks
 ) -> None:
-    serial = run_checks(shared_lab)
-    # xdist workers are processes of their own either way; a subprocess keeps the run isolated.
-    parallel = run_checks(shared_lab, "-n", "2", subprocess=True)
+    lab.pbs["pbs3.lab.example"].renew_certificate()  # fingerprint and media's nodes fail
+    pve_client(lab).update("offsite", {"nodes": "pve1"})  # drift fails, a node case skips
+    serial = run_checks(lab)
+    # In-process works: the controller runs here, xdist starts its workers as subprocesses.
+    parallel = run_checks(lab, "-n", "2")
 
-    assert parallel.result.ret == 0, parallel.output
     assert "2 workers" in parallel.output
+    assert serial.failed == {
+        "fingerprint[media]",
+        "node[media:pve1]",
+        "node[media:pve2]",
+        "node[media:pve3]",
+        "drift[offsite]",
+    }
+    assert serial.skipped == {"node[offsite:pve2]"}
     assert parallel.outcomes() == serial.outcomes()
+    assert {k: c.message for k, c in parallel.cases.items()} == {
+        k: c.message for k, c in serial.cases.items()
+    }
     assert {k: c.properties for k, c in parallel.cases.items()} == {
         k: c.properties for k, c in serial.cases.items()
     }
     xmlschema.XMLSchema(JUNIT_XSD).validate(str(parallel.junit))
-    parallel.result.stdout.fnmatch_lines(["*pbs-compliance matrix*", "*offsite*2/2 PASS*"])
+    parallel.result.stdout.fnmatch_lines(
+        [
+            "*pbs-compliance matrix*",
+            "*media*PASS*PASS*PASS*FAIL*PASS*0/3 FAIL*",
+            "*offsite*PASS*PASS*PASS*PASS*FAIL*1/2 PASS*",
+        ]
+    )
 
 
 def test_the_header_names_the_config_the_pve_endpoint_and_remediation(
@@ -148,6 +166,7 @@ def test_the_html_report_is_self_contained_and_shows_the_evidence(
         "declared fingerprint",
         fingerprint,
         "served fingerprint",
+        "works from this node",  # the declared password, proven through scan/pbs
     ):
         assert text in html, text
 

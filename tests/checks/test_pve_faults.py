@@ -6,6 +6,7 @@ the full set of failed cases and the readable per-property diff.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from pathlib import Path
 
@@ -90,6 +91,7 @@ def test_a_property_changed_in_pve_fails_only_drift_fixable_in_place(
         f"  {line}",
         "can be fixed in place: `pytest checks/ --remediate` or `pbs apply`",
     ]
+    assert html.escape(f"  {line}") in run.html.read_text(encoding="utf-8")
 
 
 def test_a_narrower_node_list_fails_drift_and_skips_the_node_that_lost_the_storage(
