@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -367,7 +368,8 @@ def render_matrix(outcomes: dict[tuple[str, str, str], str], colour: bool) -> st
     """Rows: storages; columns: checks; node cases folded into one cell ("2/3 PASS")."""
     storages = sorted({s for s, _, _ in outcomes if s != "(all)"})
     columns = [c for c in CHECKS if c != "unmanaged" and any(k[1] == c for k in outcomes)]
-    table = Table(pad_edge=False)
+    # Plain ASCII off a terminal: CI logs and e-mails mangle box-drawing characters.
+    table = Table(pad_edge=False, box=box.HEAVY_HEAD if colour else box.ASCII)
     table.add_column("storage")
     for column in columns:
         table.add_column(column)
