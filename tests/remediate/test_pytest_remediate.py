@@ -219,6 +219,20 @@ def test_a_certificate_that_no_longer_matches_the_declaration_refuses_the_fix(
     assert run.writes == []
 
 
+def test_rotate_secrets_sends_the_declared_password_with_the_update(checks: ChecksRunner) -> None:
+    with checks.pve() as pve:
+        pve.update("alpha", {"prune-backups": "keep-last=1"})
+
+    run = checks.run("--remediate", "--rotate-secrets")
+
+    assert run.outcome("drift[alpha]") == "remediated", run.output
+    assert [
+        (line, params_of(w)) for line, w in zip(run.write_lines(), run.writes, strict=True)
+    ] == [
+        ("PUT /storage/alpha", {"prune-backups": "keep-daily=7,keep-weekly=4", "password": "***"})
+    ]
+
+
 # -- dry run -----------------------------------------------------------------------------------
 
 
@@ -395,10 +409,14 @@ def test_prune_unmanaged_deletes_undeclared_pbs_entries_and_never_other_storages
     checks: ChecksRunner, lab: Lab
 ) -> None:
     add_stray(checks, lab)
+    planned = checks.run("--remediate", "--prune-unmanaged", "--dry-run")
+    assert planned.writes == []
+    assert "- stray  delete" in planned.message("unmanaged")
 
     run = checks.run("--remediate", "--prune-unmanaged")
 
     assert run.result.ret == 0, run.output
+    assert "pbs-compliance: remediation on (prune-unmanaged)" in run.output
     assert run.outcome("unmanaged") == "remediated"
     assert run.write_lines() == ["DELETE /storage/stray"]
     with checks.pve() as pve:
