@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+import json
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,3 +137,20 @@ def storage_ids(storage: str, nodes: list[str] | None = None) -> dict[str, str]:
     ids = {check: f"{check}[{storage}]" for check in (*CONNECTIVITY, "drift")}
     ids |= {f"node:{n}": f"node[{storage}:{n}]" for n in nodes or ALL_NODES}
     return ids
+
+
+def html_report_text(path: Path) -> str:
+    """What the self-contained pytest-html report shows: every case's log and extras, unescaped.
+
+    pytest-html keeps the cases as a JSON blob in an attribute, so the raw file escapes twice.
+    """
+    raw = path.read_text(encoding="utf-8")
+    match = re.search(r'data-jsonblob="([^"]*)"', raw)
+    assert match is not None, "no data-jsonblob in the HTML report"
+    data = json.loads(html.unescape(match.group(1)))
+    parts = []
+    for reports in data["tests"].values():
+        for report in reports:
+            parts.append(str(report.get("log", "")))
+            parts += [str(extra.get("content", "")) for extra in report.get("extras", [])]
+    return html.unescape("\n".join(parts))

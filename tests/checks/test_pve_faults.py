@@ -6,12 +6,19 @@ the full set of failed cases and the readable per-property diff.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from checks_harness import BUILTIN_IDS, ChecksRun, lab_config, pve_client, storage, storage_ids
+from checks_harness import (
+    BUILTIN_IDS,
+    ChecksRun,
+    html_report_text,
+    lab_config,
+    pve_client,
+    storage,
+    storage_ids,
+)
 
 from pbs_compliance.lab.runner import Lab, env_name
 
@@ -91,7 +98,7 @@ def test_a_property_changed_in_pve_fails_only_drift_fixable_in_place(
         f"  {line}",
         "can be fixed in place: `pytest checks/ --remediate` or `pbs apply`",
     ]
-    assert html.escape(f"  {line}") in run.html.read_text(encoding="utf-8")
+    assert f"  {line}" in html_report_text(run.html)
 
 
 def test_a_narrower_node_list_fails_drift_and_skips_the_node_that_lost_the_storage(
