@@ -35,6 +35,7 @@ from pbs_compliance.lab.scenario import Scenario, builtin
 from pbs_compliance.pinning import Target, Updated, fetch, update_fingerprint
 from pbs_compliance.pve import PveClient, PveError
 from pbs_compliance.settings import Overrides, resolve
+from pbs_compliance.tables import first_line
 
 DRIFTED = "homelab-backup"  # prune-backups edited in the GUI
 DISABLED = "archive"  # disabled by hand
@@ -501,7 +502,7 @@ class _Narrator:
             return
         for case in run.failures:
             where = f"{case.storage}:{case.node}" if case.node else case.storage
-            first = case.message.splitlines()[0] if case.message else ""
+            first = first_line(case.message)
             self.line(f"  FAIL  {case.check:<11} {where:<16} {first}", style="red")
 
     def epilogue(self, result: DemoResult) -> None:

@@ -44,12 +44,13 @@ def test_the_demo_runs_end_to_end_leaves_its_reports_and_nothing_running(
         ("nodes", "offsite", "pve1"),
         ("nodes", "offsite", "pve2"),
     }
-    assert {(c["check"], c["storage"]) for c in fixing["remediated"]} == {
+    remediated = {(c["check"], c["storage"]) for c in fixing["remediated"]}
+    assert remediated == {
         ("drift", "archive"),
         ("drift", "archive-prod"),
         ("drift", "homelab-backup"),
         ("drift", "offsite"),
-    }
+    }, fixing["failures"]
     assert failures(final) == {("nodes", "media", "pve3")}
     assert final["counts"]["passed"] == 39
     assert {c["storage"]: c["change"] for c in data["changes"]} == {
