@@ -346,7 +346,6 @@ def test_a_pve_slower_than_the_client_timeout_is_reported_not_waited_for(
     run = checks.run("--remediate", plugins=[SlowPveOnceEvidenceIsIn(lab, latency=1.5)])
 
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED
-    assert run.ids("failed") == {"drift[alpha]"}
     message = run.message("drift[alpha]")
     assert "alpha: failed - PVE at " in message
     assert "did not answer within 1.0 s; the write may or may not have been applied" in message
