@@ -172,3 +172,12 @@ def test_cert_expiry_days_from_the_environment_applies_and_the_option_beats_it(
     assert f"threshold {days + 1})" in by_env.message("tls[archive]")
     assert by_option.failed == set()
     assert len(by_option.ids("passed")) == 4
+
+
+def test_a_broken_config_stops_an_xdist_run_before_any_worker_collects(
+    run_checks: RunChecks, write_config: WriteConfig
+) -> None:
+    run = run_checks(None, "-n", "2", config=write_config(BROKEN))
+
+    _assert_stopped_before_collection(run)
+    assert "pbs_storages[0].port: Input should be less than or equal to 65535" in run.output

@@ -28,6 +28,7 @@ HOMELAB = storage_ids("homelab-backup")
 ARCHIVE = storage_ids("archive")
 MEDIA = storage_ids("media")
 OFFSITE = storage_ids("offsite", ["pve1", "pve2"])
+STORAGES = ("archive", "homelab-backup", "media", "offsite")
 
 
 def nodes_of(ids: dict[str, str]) -> set[str]:
@@ -279,3 +280,23 @@ def test_without_pve_credentials_drift_nodes_and_unmanaged_skip_with_the_reason(
     for case in pve_cases:
         assert "no PVE credentials configured" in run.message(case), case
     assert all(run.cases[c].outcome == "passed" for c in run.cases if c not in pve_cases)
+
+
+def test_a_pve_slower_than_its_timeout_fails_the_pve_cases_with_the_reason(
+    lab: Lab, run_checks: RunChecks, write_config: WriteConfig
+) -> None:
+    assert lab.pve is not None
+    lab.pve.faults.set(latency=3.0)
+    config = lab_config(lab)
+    config["pve"]["timeout"] = 0.5
+
+    run = run_checks(lab, config=write_config(config))
+
+    connectivity = {c for c in BUILTIN_IDS if c.startswith(("dns", "port", "tls", "fingerprint"))}
+    assert run.ids("passed") == connectivity
+    # PVE not read: one node case per storage carries the reason.
+    pve_cases = {f"{check}[{n}]" for check in ("drift", "node") for n in STORAGES}
+    assert run.failed == {*pve_cases, "unmanaged"}
+    assert run.message("unmanaged") == (
+        f"cannot read PVE: PVE at {lab.url} did not answer within 0.5 s"
+    )
