@@ -896,6 +896,12 @@ def demo(
         Path,
         typer.Option("--reports", metavar="DIR", help="where report.html and junit.xml go"),
     ] = Path("reports"),
+    ephemeral_ports: Annotated[
+        bool,
+        typer.Option(
+            "--ephemeral-ports", help="run the lab's PBS servers on random ports, not 8007"
+        ),
+    ] = False,
     output: OutputOption = Output.text,
 ) -> None:
     """Start the built-in lab, break it in realistic ways, run the checks (HTML + JUnit),
@@ -904,7 +910,7 @@ def demo(
 
     out = Out.create(output)
     try:
-        result = run_demo(reports, say=None if out.json else out.console)
+        result = run_demo(reports, say=None if out.json else out.console, ephemeral=ephemeral_ports)
     except DemoError as exc:
         out.fail(1, str(exc), "demo")
     if out.json:

@@ -27,12 +27,13 @@ def test_the_demo_runs_end_to_end_leaves_its_reports_and_nothing_running(
     invoke: Invoke, tmp_path: Path
 ) -> None:
     threads_before = {t.ident for t in threading.enumerate()}
-    started = time.monotonic()
-    result = invoke("demo", "--reports", tmp_path / "reports", "--output", "json")
-    elapsed = time.monotonic() - started
+    # Random ports: another test (or a developer's `pbs lab serve`) may hold 8007 meanwhile.
+    # Its wall time is measured by `make demo` and the benchmark, never asserted here.
+    result = invoke(
+        "demo", "--reports", tmp_path / "reports", "--ephemeral-ports", "--output", "json"
+    )
     assert result.exit_code == 0, result.output
     data = as_json(result)
-    assert elapsed < 60
 
     first, fixing, final = data["runs"]
     assert failures(first) == {
@@ -127,7 +128,7 @@ def test_the_narration_shows_matrix_failures_changes_and_what_to_do_next() -> No
 def test_the_demo_command_prints_json_or_fails_with_exit_1(
     invoke: Invoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(demo, "run_demo", lambda reports, say=None: SAMPLE)
+    monkeypatch.setattr(demo, "run_demo", lambda reports, say=None, ephemeral=False: SAMPLE)
     data = as_json(invoke("demo", "--output", "json"))
     assert data["ok"] is True
     assert data["remaining"] == [
