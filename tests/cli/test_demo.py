@@ -144,7 +144,7 @@ def test_the_demo_command_prints_json_or_fails_with_exit_1(
         {"property": "disable", "before": "1", "after": None}
     ]
 
-    def broken(reports: Path, say: object = None) -> DemoResult:
+    def broken(reports: Path, say: object = None, ephemeral: bool = False) -> DemoResult:
         raise DemoError("pytest (check) ended with exit status 4")
 
     monkeypatch.setattr(demo, "run_demo", broken)
