@@ -1,0 +1,825 @@
+"""`make bench`: the compliance run at 10, 100 and 1,000 storages, against the floor.
+
+For each N: a lab with 3 nodes and S = max(3, N / 50) PBS servers (one black-holed, one refusing
+connections), N declared storages. Measured, each pytest run a subprocess timed with
+`perf_counter` and reaped with `wait4` (its own peak RSS, children included):
+
+1. `pytest checks/` serial and `-n 2`;
+2. the floor: a pytest run of as many trivial parametrised cases as the compliance run had
+   (cases, not storages), same interpreter, same ini options, interleaved with (1);
+3. their ratio, and what the dead servers add (same lab with every server up, interleaved);
+4. PVE requests per run (the lab's request log) and probes per kind (the lab's DNS questions and
+   PBS connection counters, and the probe calls each pytest process made);
+5. `--remediate` with every entry drifted (serial, then `-n 2` against a second drift): writes,
+   digest conflicts, wall time;
+6. peak resident memory.
+
+Writes `reports/bench.json` and prints a table. Targets are reported, never asserted; wall-clock
+numbers depend on the machine and its load (recorded in "machine").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: `python benchmarks/run.py`
+    sys.path.insert(0, str(REPO))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from benchmarks.scenarios import NODES, Fleet, declaration, fleet  # noqa: E402
+from pbs_compliance.lab.runner import Lab  # noqa: E402
+
+SIZES = (10, 100, 1000)
+PROBE_TIMEOUT = 1.0
+RUN_TIMEOUT = 420.0  # one pytest subprocess; a hung run is killed and reported, not waited for
+MEMORY_LIMIT_MB = 200.0
+RATIO_LIMIT = 1.5
+MAX_RETRIES = 5  # remediate.apply's bound per storage
+REPORT = REPO / "reports" / "bench.json"
+_SUMMARY = re.compile(
+    r"(\d+) (passed|failed|skipped|errors?|remediated|xfailed|xpassed|deselected|warnings?)"
+)
+_CASE_KINDS = ("passed", "failed", "skipped", "error", "errors", "remediated", "xfailed", "xpassed")
+_WRITE_METHODS = ("POST", "PUT", "DELETE")
+
+
+# -- one pytest subprocess ---------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One measured pytest process."""
+
+    kind: str  # compliance | healthy | floor | remediate
+    n: int
+    workers: int  # 0 = serial
+    wall: float
+    returncode: int
+    timed_out: bool
+    maxrss_mb: float
+    outcomes: dict[str, int]
+    load: float  # 1-minute load average when it started
+    processes: list[dict[str, Any]] = field(default_factory=list)
+    pve: dict[str, int] = field(default_factory=dict)
+    dns: dict[str, Any] = field(default_factory=dict)
+    pbs: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def cases(self) -> int:
+        return sum(v for k, v in self.outcomes.items() if k in _CASE_KINDS)
+
+
+def _kill_group(pid: int) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def spawn(
+    cmd: Sequence[str], cwd: Path, env: dict[str, str], log: Path, timeout: float
+) -> tuple[float, int, bool, float]:
+    """Run `cmd` to completion: wall seconds, exit status, timed out, peak RSS in MB.
+
+    `wait4` gives this child's own resource usage (max RSS of it and its reaped descendants:
+    the xdist workers), unlike `RUSAGE_CHILDREN`, which is a maximum over every child so far.
+    """
+    killed = threading.Event()
+
+    def kill(pid: int) -> None:
+        killed.set()
+        _kill_group(pid)
+
+    with log.open("wb") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            list(cmd),
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        timer = threading.Timer(timeout, kill, (proc.pid,))
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    _kill_group(proc.pid)  # stray xdist workers of a killed run
+    return wall, proc.returncode, killed.is_set(), usage.ru_maxrss / 1024
+
+
+def outcomes_of(output: str) -> dict[str, int]:
+    """The counts of pytest's closing line (`410 failed, 7411 passed, 180 skipped in ...`)."""
+    for line in reversed(output.splitlines()):
+        found = _SUMMARY.findall(line)
+        if found and " in " in line:
+            counts: Counter[str] = Counter()
+            for number, word in found:
+                counts["error" if word.startswith("error") else word] += int(number)
+            return dict(counts)
+    return {}
+
+
+def base_env() -> dict[str, str]:
+    """The caller's environment minus anything that would change what is measured."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PBS_COMPLIANCE_", "COV_CORE_", "COVERAGE_", "PYTEST_"))
+    }
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    env["NO_COLOR"] = "1"
+    return env
+
+
+# -- the lab's counters ------------------------------------------------------------------------
+
+
+_NODE_PATH = re.compile(r"^/api2/json/nodes/[^/]+(/.*)?$")
+
+
+def classify(records: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """PVE requests by what they are: reads by kind, writes sent/accepted/rejected."""
+    counts: Counter[str] = Counter()
+    for record in records:
+        method, path = str(record["method"]), str(record["path"])
+        status = record.get("status")
+        ok = isinstance(status, int) and 200 <= status < 300
+        if path.startswith("/api2/json/_lab"):
+            continue
+        if method == "GET":
+            node = _NODE_PATH.match(path)
+            if path == "/api2/json/storage":
+                counts["storage_list"] += 1
+            elif path == "/api2/json/nodes":
+                counts["node_list"] += 1
+            elif node and node.group(1) == "/storage":
+                counts["node_views"] += 1
+            elif node and node.group(1) == "/scan/pbs":
+                counts["scans"] += 1
+            else:
+                counts["other_reads"] += 1
+        elif method in _WRITE_METHODS and path.startswith("/api2/json/storage"):
+            counts["writes_sent"] += 1
+            counts["writes" if ok else "writes_rejected"] += 1
+            if method == "POST":
+                counts["creates"] += int(ok)
+        else:
+            counts["other"] += 1
+        counts["total"] += 1
+    return dict(counts)
+
+
+@dataclass
+class LabMarks:
+    requests: int
+    dns_asked: int
+    pbs: dict[str, dict[str, int]]
+
+
+def marks(lab: Lab) -> LabMarks:
+    assert lab.dns is not None
+    return LabMarks(
+        requests=len(lab.requests()),
+        dns_asked=len(lab.dns.asked),
+        pbs={name: server.connection_counts for name, server in lab.pbs.items()},
+    )
+
+
+def lab_delta(
+    lab: Lab, before: LabMarks
+) -> tuple[dict[str, int], dict[str, Any], dict[str, dict[str, int]]]:
+    """What one run did to the lab: PVE requests, DNS questions, PBS connections."""
+    assert lab.dns is not None
+    pve = classify(lab.requests()[before.requests :])
+    asked = lab.dns.asked[before.dns_asked :]
+    per_name: Counter[str] = Counter(name for name, rdtype in asked if rdtype == "A")
+    dns = {"queries": len(asked), "a_questions_per_name": dict(per_name)}
+    pbs = {}
+    for name, server in lab.pbs.items():
+        now = server.connection_counts
+        pbs[name] = {k: now[k] - before.pbs[name].get(k, 0) for k in now}
+    return pve, dns, pbs
+
+
+def read_processes(directory: Path) -> list[dict[str, Any]]:
+    records = []
+    for path in sorted(directory.glob("*.json")):
+        records.append(json.loads(path.read_text(encoding="utf-8")))
+        path.unlink()
+    return records
+
+
+# -- the benchmark -----------------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    sizes: tuple[int, ...] = SIZES
+    repeats: int = 3
+    probe_timeout: float = PROBE_TIMEOUT
+    run_timeout: float = RUN_TIMEOUT
+    workers: int = 2
+    warmup: bool = True
+    remediation: bool = True
+
+
+class Bench:
+    """Runs the measurements of one invocation, in a scratch directory."""
+
+    def __init__(self, settings: Settings, scratch: Path, say: Callable[[str], None]) -> None:
+        self.settings = settings
+        self.scratch = scratch
+        self.say = say
+        self.counters = scratch / "counters"
+        self.counters.mkdir(parents=True, exist_ok=True)
+        self.runs: list[Run] = []
+        self._serial = 0
+
+    # -- commands ------------------------------------------------------------------------
+
+    def _log(self, label: str) -> Path:
+        self._serial += 1
+        return self.scratch / "logs" / f"{self._serial:03d}-{label}.log"
+
+    def _pytest(self, workers: int) -> list[str]:
+        cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
+        return cmd + (["-n", str(workers)] if workers else [])
+
+    def compliance_cmd(self, config: Path, workers: int, *extra: str) -> list[str]:
+        return [
+            *self._pytest(workers),
+            str(REPO / "checks"),
+            "--pbs-config",
+            str(config),
+            "--probe-timeout",
+            f"{self.settings.probe_timeout:g}",
+            "-p",
+            "benchmarks.counters",
+            *extra,
+        ]
+
+    def floor_file(self, outcomes: dict[str, int]) -> Path:
+        """As many trivial cases as the compliance run had, with its mix of outcomes: failing
+        and skipping cost pytest more than passing (report, summary), and the compliance run
+        fails some cases by design (the dead servers)."""
+        failed = outcomes.get("failed", 0) + outcomes.get("error", 0)
+        skipped = outcomes.get("skipped", 0)
+        total = max(1, sum(v for k, v in outcomes.items() if k in _CASE_KINDS))
+        directory = self.scratch / f"floor-{total}-{failed}-{skipped}"
+        directory.mkdir(exist_ok=True)
+        path = directory / "test_floor.py"
+        path.write_text(
+            "import pytest\n\n\n"
+            f'@pytest.mark.parametrize("case", range({total}))\n'
+            "def test_case(case: int) -> None:\n"
+            f"    if case < {failed}:\n"
+            '        pytest.fail("floor", pytrace=False)\n'
+            f"    if case < {failed + skipped}:\n"
+            '        pytest.skip("floor")\n',
+            encoding="utf-8",
+        )
+        return path
+
+    def floor_cmd(self, path: Path, workers: int) -> list[str]:
+        # The project's ini options (addopts, filterwarnings) as in the compliance run; the
+        # compliance plugins blocked: the floor is what pytest itself costs here.
+        return [
+            *self._pytest(workers),
+            str(path),
+            "-c",
+            str(REPO / "pyproject.toml"),
+            "--rootdir",
+            str(path.parent),
+            "-p",
+            "no:pbs_compliance",
+            "-p",
+            "no:pbs_compliance_remediate",
+        ]
+
+    # -- measuring -----------------------------------------------------------------------
+
+    def measure(
+        self,
+        kind: str,
+        n: int,
+        workers: int,
+        cmd: Sequence[str],
+        env: dict[str, str],
+        lab: Lab | None = None,
+        cwd: Path = REPO,
+    ) -> Run:
+        before = marks(lab) if lab is not None else None
+        load = os.getloadavg()[0]
+        label = f"{kind}-n{n}-w{workers}"
+        log = self._log(label)
+        log.parent.mkdir(exist_ok=True)
+        env = {**env, "PBS_BENCH_COUNTERS_DIR": str(self.counters)}
+        wall, code, timed_out, rss = spawn(cmd, cwd, env, log, self.settings.run_timeout)
+        output = log.read_text(encoding="utf-8", errors="replace")
+        run = Run(kind, n, workers, wall, code, timed_out, rss, outcomes_of(output), load)
+        run.processes = read_processes(self.counters)
+        if lab is not None and before is not None:
+            run.pve, run.dns, run.pbs = lab_delta(lab, before)
+        self.runs.append(run)
+        status = "TIMED OUT" if timed_out else f"exit {code}"
+        self.say(
+            f"  {label:<24} {wall:7.2f} s  {rss:6.1f} MB  {run.cases:5d} cases  {status}  "
+            f"load {load:.2f}"
+        )
+        if code not in (0, 1):
+            tail = "\n".join(output.splitlines()[-15:])
+            self.say(f"  -- unexpected exit; last lines of {log}:\n{tail}")
+        return run
+
+    def warm_up(self) -> None:
+        """One small untimed round, so no measured run pays for cold caches."""
+        self.say("warm-up (not measured)")
+        with self.lab(fleet(10, self.settings.probe_timeout)) as (lab, env, _):
+            config = lab.state_dir / "warmup.yaml"
+            declaration(lab.config_path, config, fleet(10, self.settings.probe_timeout), None)
+            log = self._log("warmup")
+            log.parent.mkdir(exist_ok=True)
+            spawn(self.compliance_cmd(config, 0), REPO, env, log, self.settings.run_timeout)
+            spawn(
+                self.floor_cmd(self.floor_file({"passed": 81}), self.settings.workers),
+                REPO,
+                env,
+                self._log("warmup-floor"),
+                self.settings.run_timeout,
+            )
+            read_processes(self.counters)
+
+    @contextmanager
+    def lab(self, size: Fleet) -> Iterator[tuple[Lab, dict[str, str], float]]:
+        state = Path(tempfile.mkdtemp(prefix=f"lab-{size.storages}-", dir=self.scratch))
+        started = time.perf_counter()
+        lab = Lab(size.scenario(), state)
+        lab.start()
+        took = time.perf_counter() - started
+        try:
+            yield lab, {**base_env(), **lab.env}, took
+        finally:
+            lab.stop()
+
+    def size(self, n: int) -> dict[str, Any]:
+        settings = self.settings
+        size = fleet(n, settings.probe_timeout)
+        self.say(
+            f"N = {n}: {size.servers} servers ({size.storages_on_dead()} storages on the two dead "
+            f"ones), {len(size.missing)} declared but missing"
+        )
+        with self.lab(size) as (lab, env, lab_start):
+            config = lab.state_dir / "declared.yaml"  # beside ca.pem
+            declared = declaration(lab.config_path, config, size, None)
+            floor: Path | None = None
+            mine: list[Run] = []
+            for _ in range(settings.repeats):
+                for workers in (0, settings.workers):
+                    run = self.measure(
+                        "compliance", n, workers, self.compliance_cmd(config, workers), env, lab
+                    )
+                    mine.append(run)
+                    if floor is None:
+                        floor = self.floor_file(run.outcomes)
+                    mine.append(
+                        self.measure("floor", n, workers, self.floor_cmd(floor, workers), env)
+                    )
+                for name in size.dead:
+                    lab.pbs[name].set_mode("up")
+                try:
+                    mine.append(
+                        self.measure("healthy", n, 0, self.compliance_cmd(config, 0), env, lab)
+                    )
+                finally:
+                    lab.pbs[size.blackhole].set_mode("blackhole")
+                    lab.pbs[size.down].set_mode("down")
+            remediation: dict[str, Any] = {}
+            if settings.remediation:
+                for drift, workers in enumerate((0, settings.workers)):
+                    drifted = lab.state_dir / f"drifted-{drift}.yaml"
+                    declaration(lab.config_path, drifted, size, drift)
+                    missing = sum(1 for i in size.missing if _absent(lab, i))
+                    cmd = self.compliance_cmd(drifted, workers, "--remediate")
+                    run = self.measure("remediate", n, workers, cmd, env, lab)
+                    mine.append(run)
+                    remediation["serial" if workers == 0 else f"n{workers}"] = _remediation(
+                        run, declared, missing
+                    )
+        return summarise(size, declared, mine, remediation, lab_start, settings)
+
+    def run(self) -> dict[str, Any]:
+        if self.settings.warmup:
+            self.warm_up()
+        results = [self.size(n) for n in self.settings.sizes]
+        return {
+            "settings": asdict(self.settings),
+            "results": results,
+            "targets": targets(results, self.settings),
+        }
+
+
+def _absent(lab: Lab, index: int) -> bool:
+    from benchmarks.scenarios import storage_name
+
+    assert lab.pve is not None
+    return storage_name(index) not in lab.pve.store.state.config.ids()
+
+
+def _remediation(run: Run, declared: int, missing: int) -> dict[str, Any]:
+    """Writes against the expectation: one per drifted entry, two (create, enable) per missing."""
+    expected = declared - missing + 2 * missing
+    return {
+        "wall_s": round(run.wall, 3),
+        "declared": declared,
+        "missing": missing,
+        "expected_writes": expected,
+        "writes": run.pve.get("writes", 0),
+        "writes_rejected": run.pve.get("writes_rejected", 0),  # digest conflicts: retried
+        "storage_list_reads": run.pve.get("storage_list", 0),
+        "remediated": run.outcomes.get("remediated", 0),
+        "failed": run.outcomes.get("failed", 0),
+        "timed_out": run.timed_out,
+        "maxrss_mb": round(run.maxrss_mb, 1),
+    }
+
+
+# -- summaries ---------------------------------------------------------------------------------
+
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _runs(runs: Sequence[Run], kind: str, workers: int) -> list[Run]:
+    return [r for r in runs if r.kind == kind and r.workers == workers]
+
+
+def probe_counts(size: Fleet, lab_run: Run) -> dict[str, Any]:
+    """Probes per server and kind, from the pytest processes' calls and the lab's counters."""
+    from benchmarks.scenarios import FIRST_ADDRESS, server_name
+
+    address = {f"127.0.0.{FIRST_ADDRESS + i}": server_name(i) for i in range(size.servers)}
+    controller: dict[str, Counter[str]] = {k: Counter() for k in ("dns", "tcp", "tls")}
+    by_workers = 0
+    for process in lab_run.processes:
+        for kind, targets in process["probes"].items():
+            total = sum(targets.values())
+            if process["role"] != "controller":
+                by_workers += total
+                continue
+            for target, count in targets.items():
+                controller[kind][address.get(target, target)] += count
+    servers = [server_name(i) for i in range(size.servers)]
+    per_kind = {
+        kind: {
+            "total": sum(controller[kind].values()),
+            "max_per_server": max((controller[kind][s] for s in servers), default=0),
+            "servers_probed": sum(1 for s in servers if controller[kind][s]),
+        }
+        for kind in controller
+    }
+    # The lab's view. DNS: the resolver the config names is asked only by our probes.
+    # PBS (healthy servers): a TCP probe is a connection that never did TLS, a TLS probe one
+    # that never sent a request; the nodes' connections do all three.
+    asked = lab_run.dns.get("a_questions_per_name", {})
+    healthy = [s for s in servers if s not in size.dead]
+    seen_tcp = [lab_run.pbs[s]["tcp"] - lab_run.pbs[s]["tls"] for s in healthy if s in lab_run.pbs]
+    seen_tls = [lab_run.pbs[s]["tls"] - lab_run.pbs[s]["api"] for s in healthy if s in lab_run.pbs]
+    lab_view = {
+        "dns_queries": lab_run.dns.get("queries", 0),
+        "dns_a_questions_max_per_server": max((asked.get(s, 0) for s in servers), default=0),
+        "dns_names_asked": sum(1 for s in servers if asked.get(s, 0)),
+        "tcp_probe_connections_per_healthy_server": sorted(set(seen_tcp)),
+        "tls_probe_handshakes_per_healthy_server": sorted(set(seen_tls)),
+        "node_connections": sum(lab_run.pbs[s]["api"] for s in healthy if s in lab_run.pbs),
+    }
+    return {"calls": per_kind, "by_workers": by_workers, "lab": lab_view}
+
+
+def summarise(
+    size: Fleet,
+    declared: int,
+    runs: Sequence[Run],
+    remediation: dict[str, Any],
+    lab_start: float,
+    settings: Settings,
+) -> dict[str, Any]:
+    w = settings.workers
+    serial, parallel = _runs(runs, "compliance", 0), _runs(runs, "compliance", w)
+    floor_serial, floor_parallel = _runs(runs, "floor", 0), _runs(runs, "floor", w)
+    healthy = _runs(runs, "healthy", 0)
+    t_serial = _median([r.wall for r in serial])
+    t_parallel = _median([r.wall for r in parallel])
+    f_serial = _median([r.wall for r in floor_serial])
+    f_parallel = _median([r.wall for r in floor_parallel])
+    t_healthy = _median([r.wall for r in healthy])
+    reference = serial[0]
+    pve_per_run = [r.pve for r in (*serial, *parallel, *healthy)]
+    return {
+        "n": size.storages,
+        "servers": size.servers,
+        "nodes": len(NODES),
+        "declared": declared,
+        "storages_on_dead_servers": size.storages_on_dead(),
+        "cases": reference.cases,
+        "outcomes": reference.outcomes,
+        "lab_start_s": round(lab_start, 2),
+        "compliance_serial_s": round(t_serial, 3),
+        f"compliance_n{w}_s": round(t_parallel, 3),
+        "floor_serial_s": round(f_serial, 3),
+        f"floor_n{w}_s": round(f_parallel, 3),
+        "ratio_serial": round(t_serial / f_serial, 3),
+        f"ratio_n{w}": round(t_parallel / f_parallel, 3),
+        "healthy_serial_s": round(t_healthy, 3),
+        "dead_added_s": round(t_serial - t_healthy, 3),
+        "pve_reads_per_run": {
+            key: max(p.get(key, 0) for p in pve_per_run)
+            for key in ("storage_list", "node_list", "node_views", "scans", "other_reads")
+        },
+        "pve_writes_in_checks": max(p.get("writes_sent", 0) for p in pve_per_run),
+        "probes": probe_counts(size, reference),
+        "probes_parallel": probe_counts(size, parallel[0]) if parallel else {},
+        "remediation": remediation,
+        "peak_rss_mb": {
+            "compliance_serial": round(max(r.maxrss_mb for r in serial), 1),
+            f"compliance_n{w}": round(max((r.maxrss_mb for r in parallel), default=0), 1),
+            "floor_serial": round(max(r.maxrss_mb for r in floor_serial), 1),
+            "per_process": sorted(
+                {
+                    f"{p['role']}": round(p["maxrss_kb"] / 1024, 1)
+                    for r in (*serial, *parallel)
+                    for p in r.processes
+                }.items()
+            ),
+        },
+        "runs": [
+            {k: v for k, v in asdict(r).items() if k not in ("processes", "dns", "pbs")}
+            | {"cases": r.cases}
+            for r in runs
+        ],
+    }
+
+
+def _target(value: float, limit: float, passed: bool, **detail: Any) -> dict[str, Any]:
+    return {"value": value, "limit": limit, "pass": bool(passed), **detail}
+
+
+def targets(results: Sequence[dict[str, Any]], settings: Settings) -> dict[str, Any]:
+    """The six targets. Counts must hold at every size; time and memory are judged at the
+    largest size measured (1,000 in a full run)."""
+    t = settings.probe_timeout
+    big = max(results, key=lambda r: r["n"])
+    ratio_value = (big["compliance_serial_s"] - t) / big["floor_serial_s"]
+    dead = max(r["dead_added_s"] for r in results)
+    reads = [r["pve_reads_per_run"] for r in results]
+    api_ok = all(
+        p["storage_list"] == 1
+        and p["node_views"] == r["nodes"]
+        and p["node_list"] <= 1
+        and p["scans"] <= r["nodes"] * r["servers"]
+        and p["other_reads"] == 0
+        for p, r in zip(reads, results, strict=True)
+    )
+    probe_max = 0
+    probes_ok = True
+    for r in results:
+        for kinds in (r["probes"]["calls"], r["probes_parallel"].get("calls", {})):
+            for kind, stats in kinds.items():
+                probe_max = max(probe_max, stats["max_per_server"])
+                wanted = r["servers"] - (1 if kind == "tls" else 0)  # the refusing one: no TLS
+                probes_ok &= stats["max_per_server"] <= 1 and stats["servers_probed"] == wanted
+        lab = r["probes"]["lab"]
+        probes_ok &= r["probes"]["by_workers"] == 0
+        probes_ok &= lab["dns_a_questions_max_per_server"] <= 1
+        probes_ok &= lab["tcp_probe_connections_per_healthy_server"] == [1]
+        probes_ok &= lab["tls_probe_handshakes_per_healthy_server"] == [1]
+    writes_ok = True
+    excess = 0
+    for r in results:
+        for mode, rem in r["remediation"].items():
+            converged = rem["remediated"] == rem["declared"] and not rem["timed_out"]
+            excess = max(excess, rem["writes"] - rem["expected_writes"])
+            if mode == "serial":
+                writes_ok &= converged and rem["writes"] == rem["expected_writes"]
+                writes_ok &= rem["writes_rejected"] == 0
+            else:
+                writes_ok &= converged and rem["writes"] == rem["expected_writes"]
+                writes_ok &= rem["writes_rejected"] <= MAX_RETRIES * rem["declared"]
+    writes_ok &= all(r["remediation"] for r in results)
+    memory = big["peak_rss_mb"]["compliance_serial"]
+    return {
+        "ratio_n1000": _target(
+            round(ratio_value, 3),
+            RATIO_LIMIT,
+            ratio_value <= RATIO_LIMIT,
+            n=big["n"],
+            meaning="(compliance serial - one probe timeout) / floor serial, same case count",
+        ),
+        "dead_servers": _target(
+            round(dead, 3),
+            t,
+            dead <= t,
+            meaning="max over N of median(serial with the 2 dead) - median(serial all up), s",
+        ),
+        "api_reads": _target(
+            max(p["storage_list"] + p["node_views"] for p in reads),
+            1 + len(NODES),
+            api_ok,
+            meaning="storage-list reads + node views per run (also: node list <= 1, "
+            "scans <= nodes x servers, nothing else)",
+        ),
+        "probes": _target(
+            probe_max,
+            1,
+            probes_ok,
+            meaning="max probes of one kind to one server per run (and none from xdist workers)",
+        ),
+        "writes": _target(
+            excess,
+            0,
+            writes_ok,
+            meaning="max writes beyond drifted + 2 x missing; all converge, conflicts bounded",
+        ),
+        "memory": _target(
+            memory,
+            MEMORY_LIMIT_MB,
+            memory < MEMORY_LIMIT_MB,
+            n=big["n"],
+            meaning="peak RSS of the serial compliance run, MB",
+        ),
+    }
+
+
+# -- machine and output ------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("MemTotal"):
+                memory = f"{int(line.split()[1]) // 1024 // 1024} GiB"
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model or platform.processor(),
+        "memory": memory,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def table(report: dict[str, Any]) -> Table:
+    w = report["settings"]["workers"]
+    grid = Table(title="pbs-compliance benchmark (seconds; medians)")
+    columns = [
+        "N",
+        "S",
+        "cases",
+        "serial",
+        f"-n {w}",
+        "floor",
+        f"floor -n {w}",
+        "ratio",
+        f"ratio -n {w}",
+        "dead add",
+        "PVE reads",
+        "probes dns/tcp/tls",
+        "remediate writes",
+        "rem. serial",
+        f"rem. -n {w} (conflicts)",
+        "peak MB",
+    ]
+    for column in columns:
+        grid.add_column(column, justify="right")
+    for r in report["results"]:
+        reads = r["pve_reads_per_run"]
+        calls = r["probes"]["calls"]
+        rem = r["remediation"]
+        serial, parallel = rem.get("serial", {}), rem.get(f"n{w}", {})
+        grid.add_row(
+            str(r["n"]),
+            str(r["servers"]),
+            str(r["cases"]),
+            f"{r['compliance_serial_s']:.2f}",
+            f"{r[f'compliance_n{w}_s']:.2f}",
+            f"{r['floor_serial_s']:.2f}",
+            f"{r[f'floor_n{w}_s']:.2f}",
+            f"{r['ratio_serial']:.2f}",
+            f"{r[f'ratio_n{w}']:.2f}",
+            f"{r['dead_added_s']:+.2f}",
+            f"{reads['storage_list']}+{reads['node_views']} (+{reads['scans']} scans)",
+            "/".join(str(calls[k]["total"]) for k in ("dns", "tcp", "tls")),
+            f"{serial.get('writes', '-')}/{serial.get('expected_writes', '-')}",
+            f"{serial.get('wall_s', float('nan')):.2f}",
+            f"{parallel.get('wall_s', float('nan')):.2f} ({parallel.get('writes_rejected', '-')})",
+            f"{r['peak_rss_mb']['compliance_serial']:.0f}",
+        )
+    return grid
+
+
+def targets_table(report: dict[str, Any]) -> Table:
+    grid = Table(title="targets")
+    for column in ("target", "value", "limit", "pass"):
+        grid.add_column(column)
+    for name, t in report["targets"].items():
+        grid.add_row(name, str(t["value"]), str(t["limit"]), "PASS" if t["pass"] else "FAIL")
+    return grid
+
+
+def run_benchmark(
+    settings: Settings,
+    report_path: Path | None = REPORT,
+    say: Callable[[str], None] = print,
+    keep: Path | None = None,
+) -> dict[str, Any]:
+    """The whole benchmark; writes the report (unless `report_path` is None) and returns it.
+
+    Labs, declarations and every run's output live in a temporary directory, or in `keep`."""
+    host = machine()
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        report = {"machine": host, **Bench(settings, keep, say).run()}
+    else:
+        with tempfile.TemporaryDirectory(prefix="pbs-bench-") as scratch:
+            report = {"machine": host, **Bench(settings, Path(scratch), say).run()}
+    report["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    if report_path is not None:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--probe-timeout", type=float, default=PROBE_TIMEOUT)
+    parser.add_argument("--run-timeout", type=float, default=RUN_TIMEOUT)
+    parser.add_argument("--no-remediation", action="store_true")
+    parser.add_argument("--output", type=Path, default=REPORT)
+    parser.add_argument("--keep", type=Path, help="keep labs and run logs in this directory")
+    args = parser.parse_args(argv)
+    settings = Settings(
+        sizes=tuple(args.sizes),
+        repeats=args.repeats,
+        probe_timeout=args.probe_timeout,
+        run_timeout=args.run_timeout,
+        remediation=not args.no_remediation,
+    )
+    console = Console(width=max(Console().width, 190))
+    started = time.perf_counter()
+    report = run_benchmark(
+        settings,
+        args.output,
+        say=lambda text: console.print(text, markup=False, highlight=False),
+        keep=args.keep,
+    )
+    console.print(table(report))
+    console.print(targets_table(report))
+    m = report["machine"]
+    console.print(
+        f"machine: {m['nproc']} x {m['cpu']}, {m['memory']}, Python {m['python']}; load "
+        f"{m['loadavg']} -> {m['loadavg_after']}; took {time.perf_counter() - started:.0f} s; "
+        f"wrote {args.output}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

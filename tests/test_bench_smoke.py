@@ -1,0 +1,95 @@
+"""The benchmark's core at N = 10: the report's shape, and targets computed from real counts.
+
+No timing assertions: wall-clock numbers belong to `make bench` and its machine.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from benchmarks.run import Settings, run_benchmark, targets
+from benchmarks.scenarios import NODES, fleet
+
+TARGETS = ("ratio_n1000", "dead_servers", "api_reads", "probes", "writes", "memory")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    settings = Settings(sizes=(10,), repeats=1, warmup=False)
+    produced = run_benchmark(settings, out, say=lambda _: None)
+    written: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    assert written == json.loads(json.dumps(produced))
+    return written
+
+
+def test_report_shape(report: dict[str, Any]) -> None:
+    assert set(report) >= {"machine", "results", "targets"}
+    assert report["machine"]["nproc"] >= 1
+    assert report["machine"]["python"]
+    assert set(report["targets"]) == set(TARGETS)
+    for target in report["targets"].values():
+        assert {"value", "limit", "pass"} <= set(target)
+        assert isinstance(target["pass"], bool)
+    (result,) = report["results"]
+    assert result["n"] == 10
+    assert result["servers"] == 3
+    assert result["nodes"] == len(NODES)
+    kinds = {(r["kind"], r["workers"]) for r in result["runs"]}
+    assert kinds == {
+        ("compliance", 0),
+        ("compliance", 2),
+        ("floor", 0),
+        ("floor", 2),
+        ("healthy", 0),
+        ("remediate", 0),
+        ("remediate", 2),
+    }
+    assert all(r["wall"] > 0 and not r["timed_out"] for r in result["runs"])
+    # The floor ran as many cases as the compliance run had.
+    cases = {r["cases"] for r in result["runs"] if r["kind"] in ("compliance", "floor")}
+    assert cases == {result["cases"]}
+    assert result["cases"] > 10
+
+
+def test_counts_come_from_the_lab(report: dict[str, Any]) -> None:
+    (result,) = report["results"]
+    size = fleet(10, 1.0)
+    reads = result["pve_reads_per_run"]
+    assert reads["storage_list"] == 1
+    assert reads["node_views"] == len(NODES)
+    assert report["targets"]["api_reads"]["value"] == reads["storage_list"] + reads["node_views"]
+    calls = result["probes"]["calls"]
+    assert calls["dns"]["total"] == size.servers  # one resolve per server, not per storage
+    assert calls["tcp"]["total"] == size.servers
+    assert calls["tls"]["total"] == size.servers - 1  # the refusing server gets no handshake
+    lab = result["probes"]["lab"]
+    assert lab["dns_names_asked"] == size.servers
+    assert lab["tcp_probe_connections_per_healthy_server"] == [1]
+    assert report["targets"]["probes"]["value"] == 1
+    serial = result["remediation"]["serial"]
+    assert serial["missing"] == len(size.missing)
+    assert serial["expected_writes"] == 10 + len(size.missing)
+    assert serial["writes"] == serial["expected_writes"]  # counted in the PVE request log
+    assert serial["remediated"] == serial["declared"]
+
+
+def test_targets_follow_the_numbers(report: dict[str, Any]) -> None:
+    """Recomputing with one count changed flips the target: nothing is hard-coded."""
+    results = json.loads(json.dumps(report["results"]))
+    settings = Settings(sizes=(10,), repeats=1)
+    assert targets(results, settings) == report["targets"]
+    results[0]["pve_reads_per_run"]["storage_list"] = 2
+    results[0]["probes"]["calls"]["dns"]["max_per_server"] = 3
+    results[0]["remediation"]["serial"]["writes"] += 1
+    results[0]["peak_rss_mb"]["compliance_serial"] = 500.0
+    changed = targets(results, settings)
+    assert not changed["api_reads"]["pass"]
+    assert changed["probes"]["value"] == 3
+    assert not changed["probes"]["pass"]
+    assert changed["writes"]["value"] == 1
+    assert not changed["writes"]["pass"]
+    assert not changed["memory"]["pass"]
