@@ -365,7 +365,9 @@ class _Handler(BaseHTTPRequestHandler):
 class PbsServer:
     """One lab PBS. ``start()``/``stop()`` are idempotent; faults switch at runtime."""
 
-    def __init__(self, spec: PbsServerSpec, cert_dir: Path) -> None:
+    def __init__(
+        self, spec: PbsServerSpec, cert_dir: Path, certificate: CertPair | None = None
+    ) -> None:
         self.spec = spec
         self.address = spec.address
         self.port = spec.port
@@ -387,7 +389,7 @@ class PbsServer:
         self.last_sni: str | None = None  # server name of the latest handshake, for tests
         # Connections by how far they got: accepted (TCP), TLS handshake done, >= 1 API request.
         self._counts = {"tcp": 0, "tls": 0, "api": 0}
-        self._install_new_certificate()
+        self._install_new_certificate(certificate)
 
     def __repr__(self) -> str:
         return f"PbsServer({self.spec.name!r}, {self.address}:{self.port}, mode={self._mode})"
@@ -480,7 +482,12 @@ class PbsServer:
 
     # -- certificates ------------------------------------------------------------------------
 
-    def _install_new_certificate(self) -> None:
+    @property
+    def certificate(self) -> CertPair:
+        """The current certificate and key (a restarted lab serves the same one again)."""
+        return self._cert
+
+    def _install_new_certificate(self, reuse: CertPair | None = None) -> None:
         now = dt.datetime.now(dt.UTC)
         validity: dict[str, dt.datetime] = {}
         if self._expired:
@@ -488,7 +495,7 @@ class PbsServer:
                 "not_before": now - dt.timedelta(days=400),
                 "not_after": now - dt.timedelta(days=30),
             }
-        pair = self_signed(self.spec.name, [self.spec.name], [self.address], **validity)
+        pair = reuse or self_signed(self.spec.name, [self.spec.name], [self.address], **validity)
         self._generation += 1
         cert_path, key_path = pair.write(self._cert_dir, f"{self.spec.name}-{self._generation}")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -7,6 +7,7 @@ views, then the PVE API; only when everything listens are `lab.json`, `lab.env` 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import secrets
@@ -18,7 +19,7 @@ from typing import Any
 import yaml
 
 from pbs_compliance.essence import parse_prune
-from pbs_compliance.lab.certs import CertificateAuthority
+from pbs_compliance.lab.certs import CertificateAuthority, CertPair
 from pbs_compliance.lab.dns_server import DnsServer
 from pbs_compliance.lab.node_agent import LabNodeAgent
 from pbs_compliance.lab.pbs_server import PbsServer, PbsServerSpec
@@ -101,28 +102,29 @@ class Lab:
         self.ca_file.write_bytes(ca.cert_pem)
         cert_dir = self.state_dir / "certs"
         cert_dir.mkdir(exist_ok=True)
+        kept = self._kept_state()
         for server in self.scenario.pbs_servers:
-            users = {u: p or secrets.token_urlsafe(12) for u, p in server.users.items()}
-            tokens = {t: s or secrets.token_hex(16) for t, s in server.tokens.items()}
+            before = kept.get("servers", {}).get(server.name, {})
+            old = before.get("credentials", {})
+            users = {
+                u: p or old.get(u) or secrets.token_urlsafe(12) for u, p in server.users.items()
+            }
+            tokens = {t: s or old.get(t) or secrets.token_hex(16) for t, s in server.tokens.items()}
             self._pbs_credentials[server.name] = {**users, **tokens}
             spec = PbsServerSpec(
                 name=server.name,
                 address=server.address,
-                port=server.port,
+                port=server.port or before.get("port", 0),
                 datastores=server.datastores,
                 users=users,
                 tokens=tokens,
                 acl=server.acl,
                 expired=server.expired,
             )
-            pbs = PbsServer(spec, cert_dir)
-            try:
-                pbs.start()
-            except OSError as exc:
-                raise LabError(
-                    f"PBS server {server.name} cannot listen on {server.address}:{server.port}: "
-                    f"{exc.strerror} (another lab running? use port 0)"
-                ) from None
+            certificate = None
+            if "cert_pem" in before and not server.expired:
+                certificate = CertPair(before["cert_pem"].encode(), before["key_pem"].encode())
+            pbs = self._start_pbs(spec, cert_dir, certificate)
             self.pbs[server.name] = pbs
             if server.mode != "up":
                 pbs.set_mode(server.mode)
@@ -179,10 +181,68 @@ class Lab:
             self.pve.faults.set(**self.scenario.pve_faults)
         self._write_files()
 
+    def _start_pbs(
+        self, spec: PbsServerSpec, cert_dir: Path, certificate: CertPair | None
+    ) -> PbsServer:
+        pbs = PbsServer(spec, cert_dir, certificate)
+        try:
+            pbs.start()
+            return pbs
+        except OSError as exc:
+            scenario_port = next(s.port for s in self.scenario.pbs_servers if s.name == spec.name)
+            if scenario_port == 0 and spec.port != 0:  # last run's port is taken: any will do
+                return self._start_pbs(dataclasses.replace(spec, port=0), cert_dir, certificate)
+            raise LabError(
+                f"PBS server {spec.name} cannot listen on {spec.address}:{spec.port}: "
+                f"{exc.strerror} (another lab running? use port 0)"
+            ) from None
+
+    # -- what a restart in the same state dir keeps ----------------------------------------------
+
+    @property
+    def _state_file(self) -> Path:
+        return self.state_dir / "lab-state.json"
+
+    def _kept_state(self) -> dict[str, Any]:
+        """Secrets, certificates and ports of the last run, when its storage.cfg is kept.
+
+        A restarted lab must serve what the kept storage.cfg and passwords pin, or every entry
+        would show fingerprint drift and refused logins that no real cluster would have.
+        """
+        if not (self.state_dir / "storage.cfg").exists() or not self._state_file.exists():
+            return {}
+        try:
+            kept: dict[str, Any] = json.loads(self._state_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        self.token_secret = kept.get("token_secret", self.token_secret)
+        self.readonly_token_secret = kept.get("readonly_token_secret", self.readonly_token_secret)
+        self.password = kept.get("password", self.password)
+        return kept
+
+    def _keep_state(self) -> None:
+        servers = {
+            name: {
+                "credentials": self._pbs_credentials[name],
+                "port": pbs.port,
+                "cert_pem": pbs.certificate.cert_pem.decode(),
+                "key_pem": pbs.certificate.key_pem.decode(),
+            }
+            for name, pbs in self.pbs.items()
+        }
+        state = {
+            "token_secret": self.token_secret,
+            "readonly_token_secret": self.readonly_token_secret,
+            "password": self.password,
+            "servers": servers,
+        }
+        _write_private(self._state_file, json.dumps(state, indent=2) + "\n")
+
     def stop(self) -> None:
         """Stop everything; safe to call twice and after a failed start."""
         if self.pve is not None:
             self.pve.stop()
+            self._keep_state()
         for server in self.node_dns.values():
             server.stop()
         if self.dns is not None:
