@@ -263,7 +263,9 @@ def _plan_create(
     digest: str | None = None,
 ) -> Action:
     verb = "create" if kind == Kind.CREATE else "re-create"
-    if reach is None:
+    # A declared-disabled entry is created disabled and stays inert: PVE never contacts its PBS,
+    # and its probes were skipped, so there is no evidence to wait for.
+    if spec.enabled and reach is None:
         return _refuse(
             spec,
             drift,
@@ -271,7 +273,7 @@ def _plan_create(
             f"an entry is only {verb}d after they passed",
             digest,
         )
-    if not reach.ok:
+    if spec.enabled and reach is not None and not reach.ok:
         return _refuse(
             spec,
             drift,

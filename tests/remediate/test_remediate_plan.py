@@ -93,6 +93,15 @@ def test_a_missing_disabled_entry_is_created_disabled_and_stays_so() -> None:
     assert "as declared" in action.reason
 
 
+def test_a_missing_disabled_entry_needs_no_connectivity_evidence_its_probes_were_skipped() -> None:
+    declared = spec(enabled=False)
+    for reach in (None, Reachability(False, None, "was not probed")):
+        evidence = {} if reach is None else {declared.name: reach}
+        action = only(plan([declared], [], DEFAULTS, evidence))
+        assert action.kind == Kind.CREATE
+        assert action.params["disable"] == "1"
+
+
 @pytest.mark.parametrize(
     ("reach", "why"),
     [
