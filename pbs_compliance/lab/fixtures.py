@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from pbs_compliance.lab.dns_server import DnsServer
+from pbs_compliance.lab.pbs_server import PbsServer, PbsServerSpec
 from pbs_compliance.lab.runner import Lab
 from pbs_compliance.lab.scenario import Scenario, builtin
 
@@ -61,3 +63,53 @@ def shared_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def lab(make_lab: LabFactory) -> Lab:
     """A fresh built-in lab for one test (free to change)."""
     return make_lab()
+
+
+@pytest.fixture
+def pbs_defaults() -> dict[str, Any]:
+    """The spec `start_pbs` starts from; override this fixture to change it for a directory."""
+    return {
+        "name": "pbs1.lab.example",
+        "address": "127.0.0.2",
+        "datastores": {"homelab": []},
+        "users": {"root@pam": "lab-test-pw"},
+    }
+
+
+@pytest.fixture
+def start_pbs(tmp_path: Path, pbs_defaults: dict[str, Any]) -> Iterator[Callable[..., PbsServer]]:
+    """Start single lab PBS servers (`pbs_defaults`, overridable by keyword); stopped after."""
+    servers: list[PbsServer] = []
+
+    def start(**overrides: Any) -> PbsServer:
+        spec = PbsServerSpec(**{**pbs_defaults, **overrides})
+        server = PbsServer(spec, tmp_path / f"certs{len(servers)}")
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def pbs(start_pbs: Callable[..., PbsServer]) -> PbsServer:
+    """One running lab PBS with the defaults."""
+    return start_pbs()
+
+
+@pytest.fixture
+def start_dns() -> Iterator[Callable[..., DnsServer]]:
+    """Start lab DNS servers (`DnsServer` arguments); every one is stopped afterwards."""
+    servers: list[DnsServer] = []
+
+    def start(*args: Any, **kwargs: Any) -> DnsServer:
+        server = DnsServer(*args, **kwargs)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from pbs_compliance.lab.dns_server import DnsServer
-from pbs_compliance.lab.pbs_server import PbsServer, PbsServerSpec
+from pbs_compliance.lab.pbs_server import PbsServerSpec
 
 ROOT_PASSWORD = "root-secret-pw"
 BACKUP_PASSWORD = "backup-secret-pw"
@@ -32,41 +30,9 @@ def default_spec(**overrides: Any) -> PbsServerSpec:
 
 
 @pytest.fixture
-def start_pbs(tmp_path: Path) -> Iterator[Callable[..., PbsServer]]:
-    """Start a lab PBS (default spec, overridable by keyword); every one is stopped afterwards."""
-    servers: list[PbsServer] = []
-
-    def start(**overrides: Any) -> PbsServer:
-        server = PbsServer(default_spec(**overrides), tmp_path / f"certs{len(servers)}")
-        servers.append(server)
-        server.start()
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
-def pbs(start_pbs: Callable[..., PbsServer]) -> PbsServer:
-    """One running lab PBS with the default spec."""
-    return start_pbs()
-
-
-@pytest.fixture
-def start_dns() -> Iterator[Callable[..., DnsServer]]:
-    """Start a lab DNS server; every one is stopped afterwards."""
-    servers: list[DnsServer] = []
-
-    def start(*args: Any, **kwargs: Any) -> DnsServer:
-        server = DnsServer(*args, **kwargs)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+def pbs_defaults() -> dict[str, Any]:
+    """The lab tests' PBS: two datastores, a restricted user and a token (see `default_spec`)."""
+    return vars(default_spec()).copy()
 
 
 def peer_certificate(address: str, port: int, timeout: float = 2.0) -> bytes:

@@ -5,58 +5,20 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pbs_compliance.lab.dns_server import DnsServer
-from pbs_compliance.lab.pbs_server import PbsServer, PbsServerSpec
-
 
 @pytest.fixture
-def start_pbs(tmp_path: Path) -> Iterator[Callable[..., PbsServer]]:
-    """Start a lab PBS (name pbs1.lab.example on 127.0.0.4 unless overridden); stopped after."""
-    servers: list[PbsServer] = []
-
-    def start(**overrides: Any) -> PbsServer:
-        values: dict[str, Any] = {
-            "name": "pbs1.lab.example",
-            "address": "127.0.0.4",
-            "datastores": {"homelab": []},
-            "users": {"root@pam": "probe-test-pw"},
-        }
-        values.update(overrides)
-        server = PbsServer(PbsServerSpec(**values), tmp_path / f"certs{len(servers)}")
-        servers.append(server)
-        server.start()
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
-def pbs(start_pbs: Callable[..., PbsServer]) -> PbsServer:
-    """One running lab PBS."""
-    return start_pbs()
-
-
-@pytest.fixture
-def start_dns() -> Iterator[Callable[..., DnsServer]]:
-    """Start a lab DNS server on 127.0.0.1 (ephemeral port); every one is stopped afterwards."""
-    servers: list[DnsServer] = []
-
-    def start(*args: Any, **kwargs: Any) -> DnsServer:
-        server = DnsServer(*args, **kwargs)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+def pbs_defaults() -> dict[str, Any]:
+    """The probes' PBS: pbs1.lab.example on 127.0.0.4 with one datastore."""
+    return {
+        "name": "pbs1.lab.example",
+        "address": "127.0.0.4",
+        "datastores": {"homelab": []},
+        "users": {"root@pam": "probe-test-pw"},
+    }
 
 
 @pytest.fixture
