@@ -51,6 +51,7 @@ from pbs_compliance.lab.runner import Lab  # noqa: E402
 
 SIZES = (10, 100, 1000)
 PROBE_TIMEOUT = 1.0
+LARGE = 1000
 RUN_TIMEOUT = 420.0  # one pytest subprocess; a hung run is killed and reported, not waited for
 MEMORY_LIMIT_MB = 200.0
 RATIO_LIMIT = 1.5
@@ -70,7 +71,7 @@ _WRITE_METHODS = ("POST", "PUT", "DELETE")
 class Run:
     """One measured pytest process."""
 
-    kind: str  # compliance | healthy | floor | remediate
+    kind: str  # compliance | healthy | floor | floor-healthy | remediate
     n: int
     workers: int  # 0 = serial
     wall: float
@@ -143,14 +144,16 @@ def outcomes_of(output: str) -> dict[str, int]:
     return {}
 
 
-def base_env() -> dict[str, str]:
-    """The caller's environment minus anything that would change what is measured."""
+def base_env(source: Path = REPO) -> dict[str, str]:
+    """The caller's environment minus anything that would change what is measured; `source`
+    first on the import path (the installed package is an editable install of REPO)."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("PBS_COMPLIANCE_", "COV_CORE_", "COVERAGE_", "PYTEST_"))
     }
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    paths = [str(source), str(REPO), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(filter(None, paths)))
     env["NO_COLOR"] = "1"
     return env
 
@@ -240,11 +243,16 @@ def read_processes(directory: Path) -> list[dict[str, Any]]:
 class Settings:
     sizes: tuple[int, ...] = SIZES
     repeats: int = 3
+    repeats_large: int = 1  # for N >= LARGE: each run there takes tens of seconds
     probe_timeout: float = PROBE_TIMEOUT
     run_timeout: float = RUN_TIMEOUT
     workers: int = 2
     warmup: bool = True
     remediation: bool = True
+    source: Path = REPO  # the tree whose checks/ and packages are measured
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "source": str(self.source)}
 
 
 class Bench:
@@ -272,7 +280,7 @@ class Bench:
     def compliance_cmd(self, config: Path, workers: int, *extra: str) -> list[str]:
         return [
             *self._pytest(workers),
-            str(REPO / "checks"),
+            str(self.settings.source / "checks"),
             "--pbs-config",
             str(config),
             "--probe-timeout",
@@ -381,7 +389,7 @@ class Bench:
         lab.start()
         took = time.perf_counter() - started
         try:
-            yield lab, {**base_env(), **lab.env}, took
+            yield lab, {**base_env(self.settings.source), **lab.env}, took
         finally:
             lab.stop()
 
@@ -396,8 +404,9 @@ class Bench:
             config = lab.state_dir / "declared.yaml"  # beside ca.pem
             declared = declaration(lab.config_path, config, size, None)
             floor: Path | None = None
+            healthy_floor: Path | None = None
             mine: list[Run] = []
-            for _ in range(settings.repeats):
+            for _ in range(settings.repeats_large if n >= LARGE else settings.repeats):
                 for workers in (0, settings.workers):
                     run = self.measure(
                         "compliance", n, workers, self.compliance_cmd(config, workers), env, lab
@@ -411,12 +420,17 @@ class Bench:
                 for name in size.dead:
                     lab.pbs[name].set_mode("up")
                 try:
-                    mine.append(
-                        self.measure("healthy", n, 0, self.compliance_cmd(config, 0), env, lab)
-                    )
+                    run = self.measure("healthy", n, 0, self.compliance_cmd(config, 0), env, lab)
+                    mine.append(run)
                 finally:
                     lab.pbs[size.blackhole].set_mode("blackhole")
                     lab.pbs[size.down].set_mode("down")
+                if healthy_floor is None:
+                    healthy_floor = self.floor_file(run.outcomes)
+                # pytest's own cost of the healthy outcome mix (fewer failures to report)
+                mine.append(
+                    self.measure("floor-healthy", n, 0, self.floor_cmd(healthy_floor, 0), env)
+                )
             remediation: dict[str, Any] = {}
             if settings.remediation:
                 for drift, workers in enumerate((0, settings.workers)):
@@ -436,7 +450,7 @@ class Bench:
             self.warm_up()
         results = [self.size(n) for n in self.settings.sizes]
         return {
-            "settings": asdict(self.settings),
+            "settings": self.settings.to_json(),
             "results": results,
             "targets": targets(results, self.settings),
         }
@@ -537,6 +551,10 @@ def summarise(
     f_serial = _median([r.wall for r in floor_serial])
     f_parallel = _median([r.wall for r in floor_parallel])
     t_healthy = _median([r.wall for r in healthy])
+    f_healthy = _median([r.wall for r in _runs(runs, "floor-healthy", 0)])
+    # The dead servers' storages fail ~4 more cases each; reporting a failure costs pytest more
+    # than a pass. That part is measured on the floor and taken out: what is left is the wait.
+    floor_gap = f_serial - f_healthy
     reference = serial[0]
     pve_per_run = [r.pve for r in (*serial, *parallel, *healthy)]
     return {
@@ -555,7 +573,9 @@ def summarise(
         "ratio_serial": round(t_serial / f_serial, 3),
         f"ratio_n{w}": round(t_parallel / f_parallel, 3),
         "healthy_serial_s": round(t_healthy, 3),
-        "dead_added_s": round(t_serial - t_healthy, 3),
+        "floor_healthy_serial_s": round(f_healthy, 3),
+        "dead_added_raw_s": round(t_serial - t_healthy, 3),
+        "dead_added_s": round(t_serial - t_healthy - floor_gap, 3),
         "pve_reads_per_run": {
             key: max(p.get(key, 0) for p in pve_per_run)
             for key in ("storage_list", "node_list", "node_views", "scans", "other_reads")
@@ -643,7 +663,9 @@ def targets(results: Sequence[dict[str, Any]], settings: Settings) -> dict[str, 
             round(dead, 3),
             t,
             dead <= t,
-            meaning="max over N of median(serial with the 2 dead) - median(serial all up), s",
+            meaning="max over N of: median(serial, 2 dead) - median(serial, all up), minus "
+            "the same difference on the floor (pytest reporting the extra failures), s",
+            raw=max(r["dead_added_raw_s"] for r in results),
         ),
         "api_reads": _target(
             max(p["storage_list"] + p["node_views"] for p in reads),
@@ -788,19 +810,28 @@ def run_benchmark(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds per size below 1,000")
+    parser.add_argument("--repeats-large", type=int, default=1, help="rounds at N >= 1,000")
     parser.add_argument("--probe-timeout", type=float, default=PROBE_TIMEOUT)
     parser.add_argument("--run-timeout", type=float, default=RUN_TIMEOUT)
     parser.add_argument("--no-remediation", action="store_true")
     parser.add_argument("--output", type=Path, default=REPORT)
     parser.add_argument("--keep", type=Path, help="keep labs and run logs in this directory")
+    parser.add_argument(
+        "--source",
+        type=Path,
+        default=REPO,
+        help="measure the checks and packages of another tree (a candidate patch), not REPO",
+    )
     args = parser.parse_args(argv)
     settings = Settings(
         sizes=tuple(args.sizes),
         repeats=args.repeats,
+        repeats_large=args.repeats_large,
         probe_timeout=args.probe_timeout,
         run_timeout=args.run_timeout,
         remediation=not args.no_remediation,
+        source=args.source.resolve(),
     )
     console = Console(width=max(Console().width, 190))
     started = time.perf_counter()

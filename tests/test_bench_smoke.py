@@ -45,6 +45,7 @@ def test_report_shape(report: dict[str, Any]) -> None:
         ("floor", 0),
         ("floor", 2),
         ("healthy", 0),
+        ("floor-healthy", 0),
         ("remediate", 0),
         ("remediate", 2),
     }
