@@ -115,6 +115,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_Outcomes(state), "pbs-compliance-outcomes")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(state), "pbs-compliance-xdist")
+    if config.pluginmanager.hasplugin("html"):
+        config.pluginmanager.register(_HtmlHooks(), "pbs-compliance-html")
 
 
 def _is_compliance_run(config: pytest.Config) -> bool:
@@ -164,6 +166,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         state.evidence = Evidence()
         return
     state.evidence = gather_evidence(state.settings)
+
+
+class _HtmlHooks:
+    """Hooks that exist only with pytest-html."""
+
+    def pytest_html_report_title(self, report: Any) -> None:
+        report.title = "PBS storage compliance"
 
 
 class _XdistHooks:
@@ -327,12 +336,8 @@ def _html_details(verdict: Verdict, spec: StorageSpec | None) -> str:
         f"<td><code>{html.escape(v)}</code></td></tr>"
         for k, v in rows
     )
-    message = (
-        f"<pre style='white-space:pre-wrap'>{html.escape(verdict.message)}</pre>"
-        if verdict.message
-        else ""
-    )
-    return f"<div class='pbs-compliance'><table>{cells}</table>{message}</div>"
+    # The message itself is the case's failure or skip text, which the report shows anyway.
+    return f"<div class='pbs-compliance'><table>{cells}</table></div>"
 
 
 class _Outcomes:

@@ -200,7 +200,7 @@ def drift(spec: StorageSpec, live: LiveState) -> Verdict:
             "rename one of them",
         )
     result = diff(essence_of(spec), essence_from_api(entry) if entry is not None else None)
-    facts = tuple((d.key, f"{d.declared} -> {d.live}") for d in result.diffs)
+    facts = tuple((d.key, str(d).partition(": ")[2]) for d in result.diffs)
     if result.compliant:
         return Verdict("drift", spec.name, "pass", drift=result)
     return Verdict("drift", spec.name, "fail", result.describe(), facts, drift=result)
@@ -257,7 +257,7 @@ def node(spec: StorageSpec, node_name: str, live: LiveState) -> Verdict:
             f"{node_name} reports '{spec.name}' enabled but NOT active: it cannot reach or log in "
             f"to {spec.server}:{spec.port} from there"
         )
-    facts: list[tuple[str, str]] = [("node", node_name)]
+    facts: list[tuple[str, str]] = []  # the node itself is `Verdict.node`
     if entry is not None:
         facts.append(("active", str(entry.get("active"))))
     if spec.password is not None:
