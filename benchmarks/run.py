@@ -784,6 +784,46 @@ def targets_table(report: dict[str, Any]) -> Table:
     return grid
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The README's form of the report: one row per N, the targets, the machine."""
+    w = report["settings"]["workers"]
+    m = report["machine"]
+    lines = [
+        f"| N | S | cases | serial s | -n {w} s | floor s | floor -n {w} s | ratio | "
+        f"ratio -n {w} | dead add s (raw) | PVE reads: list+views (+scans) | probes dns/tcp/tls | "
+        f"remediate writes/expected | remediate s | -n {w}: writes, conflicts, s | peak MB |",
+        "|" + "---|" * 16,
+    ]
+    for r in report["results"]:
+        reads, calls, rem = r["pve_reads_per_run"], r["probes"]["calls"], r["remediation"]
+        serial, parallel = rem.get("serial", {}), rem.get(f"n{w}", {})
+        lines.append(
+            f"| {r['n']} | {r['servers']} | {r['cases']} | {r['compliance_serial_s']:.2f} | "
+            f"{r[f'compliance_n{w}_s']:.2f} | {r['floor_serial_s']:.2f} | "
+            f"{r[f'floor_n{w}_s']:.2f} | {r['ratio_serial']:.2f} | {r[f'ratio_n{w}']:.2f} | "
+            f"{r['dead_added_s']:+.2f} ({r['dead_added_raw_s']:+.2f}) | "
+            f"{reads['storage_list']}+{reads['node_views']} (+{reads['scans']}) | "
+            + "/".join(str(calls[k]["total"]) for k in ("dns", "tcp", "tls"))
+            + f" | {serial.get('writes', '-')}/{serial.get('expected_writes', '-')} | "
+            f"{serial.get('wall_s', '-')}{' (timed out)' if serial.get('timed_out') else ''} | "
+            f"{parallel.get('writes', '-')}, {parallel.get('writes_rejected', '-')}, "
+            f"{parallel.get('wall_s', '-')}{' (timed out)' if parallel.get('timed_out') else ''}"
+            f" | {r['peak_rss_mb']['compliance_serial']:.0f} |"
+        )
+    lines += ["", "| target | value | limit | pass |", "|---|---|---|---|"]
+    for name, t in report["targets"].items():
+        lines.append(
+            f"| `{name}` | {t['value']} | {t['limit']} | {'PASS' if t['pass'] else 'FAIL'} |"
+        )
+    lines += [
+        "",
+        f"Machine: {m['nproc']} cores, {m['cpu']}, {m['memory']}, Python {m['python']}, "
+        f"{m['platform']}; load average {m['loadavg']} before, {m.get('loadavg_after')} after; "
+        f"{m['date']}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def run_benchmark(
     settings: Settings,
     report_path: Path | None = REPORT,
@@ -804,6 +844,7 @@ def run_benchmark(
     if report_path is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        report_path.with_suffix(".md").write_text(markdown(report), encoding="utf-8")
     return report
 
 
