@@ -26,7 +26,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from pbs_compliance.config.model import StorageSpec
-from pbs_compliance.pve import PveClient, PveDigestConflict, PveError, PveUnavailable
+from pbs_compliance.pve import (
+    PveClient,
+    PveDigestConflict,
+    PveError,
+    PveNotFound,
+    PveUnavailable,
+)
 from remediate.plan import Action, Kind, Plan, PlanOptions, Reachability
 from remediate.plan import plan as make_plan
 
@@ -278,8 +284,12 @@ class _Run:
         return result(Status.FAILED, "did not converge")  # pragma: no cover
 
     def _replan(self, name: str, tally: _Tally) -> Action | None:
-        """Re-read `GET /storage` and plan this one storage again (fresh digest)."""
-        live = self.client.storages()
+        """Re-read this one entry (`GET /storage/{id}` carries the file-wide digest) and plan it
+        again: constant cost per storage, where a full list read would make a run quadratic."""
+        try:
+            live = [self.client.storage(name)]
+        except PveNotFound:
+            live = []
         self.stale = False
         spec = self._spec(name)
         options = self.options

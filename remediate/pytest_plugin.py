@@ -9,9 +9,14 @@ stays failed with the reason. `--dry-run` only attaches the plan; nothing is wri
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import html
+import tempfile
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,10 +24,10 @@ import pytest
 from pbs_compliance import plugin as core
 from pbs_compliance import verdicts
 from pbs_compliance.evidence import LiveState, client_for
-from pbs_compliance.pve import PveClient, PveError
+from pbs_compliance.pve import PveClient, PveError, PveNotFound
 from pbs_compliance.verdicts import Verdict
 from remediate.apply import apply
-from remediate.plan import Plan, PlanOptions, plan
+from remediate.plan import Plan, PlanOptions, Reachability, plan
 from remediate.reach import reachability
 
 HELP_REMEDIATE = "fix failed drift through the PVE API (create, update, enable, disable)"
@@ -64,6 +69,31 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_Remediator(config, options, dry_run), "pbs-remediator")
 
 
+def _one(client: PveClient, name: str) -> list[dict[str, Any]]:
+    """The current entry of one storage as a one-item list (empty when it does not exist)."""
+    try:
+        return [client.storage(name)]
+    except PveNotFound:
+        return []
+
+
+@contextmanager
+def _cluster_lock(endpoint: object) -> Iterator[None]:
+    """Serialise our own writers (xdist workers, parallel jobs on this host) per cluster.
+
+    storage.cfg has one digest for the whole file, so two of our workers writing at once only
+    make each other retry; taking turns costs nothing and leaves conflicts to real other writers.
+    """
+    digest = hashlib.sha1(str(endpoint).encode(), usedforsecurity=False).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"pbs-compliance-{digest}.lock"
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, Any] | None:
     if report.when == "call" and getattr(report, "pbs_outcome", None) == REMEDIATED:
         return REMEDIATED, "R", ("REMEDIATED", {"cyan": True})
@@ -79,9 +109,7 @@ class _Remediator:
         self.dry_run = dry_run
         self._client: PveClient | None = None
         self._lock = threading.Lock()
-        # The newest storage list this process has seen: after our own write the session's
-        # snapshot carries a stale digest, and planning from it would provoke a conflict.
-        self._live: list[dict[str, Any]] | None = None
+        self._reach: dict[str, Reachability] | None = None  # computed once per process
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -105,43 +133,27 @@ class _Remediator:
 
     def _remediate(self, item: pytest.Item, report: pytest.TestReport, verdict: Verdict) -> None:
         settings, evidence = self.config.stash[core.STATE].require()
-        storages = settings.config.storages
-        reach = reachability(evidence, storages)
         if evidence.live.error or evidence.live.skipped:
             self._note(report, "cannot remediate: PVE could not be read in this run")
             return
-        live = self._live if self._live is not None else evidence.live.storages
-        full = plan(storages, live, self.options, reach)
-        names = (
-            [verdict.storage]
-            if verdict.check == "drift"
-            else [a.storage for a in full.actions if a.storage not in {s.name for s in storages}]
-        )
-        mine = Plan(tuple(a for a in full.actions if a.storage in names))
+        if self._reach is None:
+            self._reach = reachability(evidence, settings.config.storages)
         if self.dry_run:
-            text = mine.describe()
+            text = self._plan(verdict, evidence.live.storages).describe()
             self._note(report, f"dry run, nothing written:\n{text}")
             self._html(report, "dry run: planned", text)
             return
         try:
             client = self._pve()
-            results = apply(mine, client, storages, self.options, reach)
+            with _cluster_lock(client.endpoint):
+                done, recheck = self._fix(client, verdict)
         except PveError as exc:
             self._note(report, f"remediation failed: {exc}")
             return
-        done = "\n".join(r.line() for r in results.results if r.storage in names)
-        try:
-            self._live = client.storages()
-        except PveError as exc:  # what apply did (or could not do) must not be lost
-            self._note(report, f"remediation not confirmed ({exc}):\n{done}")
+        if recheck is None:  # what apply did (or could not do) must not be lost
+            self._note(report, f"remediation not confirmed (PVE could not be re-read):\n{done}")
             self._html(report, "remediation not confirmed", done)
             return
-        fresh = LiveState(storages=self._live, nodes=evidence.live.nodes)
-        if verdict.check == "drift":
-            spec = settings.config.storage(verdict.storage)
-            recheck = verdicts.drift(spec, fresh)
-        else:
-            recheck = verdicts.unmanaged(settings.config, fresh)
         if not recheck.passed:
             self._note(report, f"remediation did not fix it:\n{done}\nnow: {recheck.message}")
             self._html(report, "remediation incomplete", done)
@@ -152,6 +164,45 @@ class _Remediator:
         item.user_properties.append(("remediated", "true"))
         report.sections.append(("pbs-compliance remediation", f"{verdict.message}\n\n{done}"))
         self._html(report, "REMEDIATED", f"{verdict.message}\n\nfixed:\n{done}")
+
+    def _plan(self, verdict: Verdict, live: list[dict[str, Any]]) -> Plan:
+        """The plan of this case's storage (drift), or of the undeclared entries (unmanaged)."""
+        settings, _ = self.config.stash[core.STATE].require()
+        assert self._reach is not None
+        if verdict.check == "drift":
+            spec = settings.config.storage(verdict.storage)
+            entry = [e for e in live if e.get("storage") == spec.name]
+            return plan([spec], entry, self.options, {spec.name: self._reach[spec.name]})
+        declared = {s.name for s in settings.config.storages}
+        full = plan(settings.config.storages, live, self.options, self._reach)
+        return Plan(tuple(a for a in full.actions if a.storage not in declared))
+
+    def _fix(self, client: PveClient, verdict: Verdict) -> tuple[str, Verdict | None]:
+        """Read, plan, apply and re-read under the cluster lock; (what was done, the re-check).
+
+        A drift case reads and re-reads only its own entry (`GET /storage/{id}` carries the
+        file-wide digest), so remediating N storages costs O(N), not N full list reads.
+        """
+        settings, evidence = self.config.stash[core.STATE].require()
+        assert self._reach is not None
+        if verdict.check == "drift":
+            spec = settings.config.storage(verdict.storage)
+            mine = self._plan(verdict, _one(client, spec.name))
+            results = apply(mine, client, [spec], self.options, self._reach)
+        else:
+            mine = self._plan(verdict, client.storages())
+            results = apply(mine, client, settings.config.storages, self.options, self._reach)
+        names = {a.storage for a in mine.actions}
+        done = "\n".join(r.line() for r in results.results if r.storage in names)
+        try:
+            if verdict.check == "drift":
+                fresh = LiveState(storages=_one(client, verdict.storage), nodes=evidence.live.nodes)
+                spec = settings.config.storage(verdict.storage)
+                return done, verdicts.drift(spec, fresh)
+            fresh = LiveState(storages=client.storages(), nodes=evidence.live.nodes)
+            return done, verdicts.unmanaged(settings.config, fresh)
+        except PveError:
+            return done, None
 
     def _pve(self) -> PveClient:
         if self._client is None:
