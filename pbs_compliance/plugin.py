@@ -319,7 +319,10 @@ def pytest_runtest_makereport(
 def _spec(config: ComplianceConfig | None, name: str) -> StorageSpec | None:
     if config is None:
         return None
-    return next((s for s in config.storages if s.name == name), None)
+    try:
+        return config.storage(name)
+    except KeyError:  # "(all)": the unmanaged case
+        return None
 
 
 def _html_details(verdict: Verdict, spec: StorageSpec | None) -> str:
@@ -372,17 +375,18 @@ STYLES = {"PASS": "green", "FAIL": "bold red", "skip": "yellow", "FIXED": "cyan"
 def render_matrix(outcomes: dict[tuple[str, str, str], str], colour: bool) -> str:
     """Rows: storages; columns: checks; node cases folded into one cell ("2/3 PASS")."""
     storages = sorted({s for s, _, _ in outcomes if s != "(all)"})
-    columns = [c for c in CHECKS if c != "unmanaged" and any(k[1] == c for k in outcomes)]
+    present = {check for _, check, _ in outcomes}
+    columns = [c for c in CHECKS if c != "unmanaged" and c in present]
     # Plain ASCII off a terminal: CI logs and e-mails mangle box-drawing characters.
     table = Table(pad_edge=False, box=box.HEAVY_HEAD if colour else box.ASCII)
     table.add_column("storage")
     for column in columns:
         table.add_column(column)
+    cells: dict[tuple[str, str], list[str]] = {}
+    for (storage, check, _), outcome in outcomes.items():
+        cells.setdefault((storage, check), []).append(outcome)
     for storage in storages:
-        row = [storage]
-        for column in columns:
-            cells = [o for (s, c, _), o in outcomes.items() if s == storage and c == column]
-            row.append(_cell(cells, colour))
+        row = [storage, *(_cell(cells.get((storage, c), []), colour) for c in columns)]
         table.add_row(*row)
     buffer = io.StringIO()
     console = Console(
@@ -393,7 +397,7 @@ def render_matrix(outcomes: dict[tuple[str, str, str], str], colour: bool) -> st
         color_system="standard" if colour else None,
     )
     console.print(table)
-    unmanaged = [o for (s, c, _), o in outcomes.items() if c == "unmanaged"]
+    unmanaged = cells.get(("(all)", "unmanaged"), [])
     if unmanaged:
         console.print(f"unmanaged PBS entries: {_cell(unmanaged, colour)}")
     return buffer.getvalue().rstrip("\n")

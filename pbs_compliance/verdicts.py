@@ -190,8 +190,8 @@ def drift(spec: StorageSpec, live: LiveState) -> Verdict:
     if unavailable is not None:
         return unavailable
     entry = live.pbs_entries.get(spec.name)
-    other = next((e for e in live.storages if e.get("storage") == spec.name), None)
-    if entry is None and other is not None:
+    other = live.by_name.get(spec.name) if entry is None else None
+    if other is not None:
         return Verdict(
             "drift",
             spec.name,

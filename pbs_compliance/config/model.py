@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -292,8 +293,10 @@ class ComplianceConfig(_Frozen):
     dns: DnsSettings = DnsSettings()
     storages: tuple[StorageSpec, ...] = ()
 
+    @cached_property
+    def _by_name(self) -> dict[str, StorageSpec]:
+        return {spec.name: spec for spec in self.storages}
+
     def storage(self, name: str) -> StorageSpec:
-        for spec in self.storages:
-            if spec.name == name:
-                return spec
-        raise KeyError(name)
+        """The declared storage of that name (KeyError when there is none)."""
+        return self._by_name[name]

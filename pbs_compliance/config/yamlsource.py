@@ -43,6 +43,10 @@ def format_path(path: Path_) -> str:
     return text
 
 
+# libyaml's loader when PyYAML was built with it: the pure-Python one dominates the load time
+# of a large file (the benchmark's 1,000 storages).
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 _RAW_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 # Aliases are expanded into plain data (each copy gets its own path and marks), so a few lines of
@@ -59,7 +63,7 @@ def load_yaml(text: str, file: Path) -> Located:
     located = Located(data=None)
     loader: yaml.SafeLoader | None = None
     try:
-        loader = yaml.SafeLoader(text)  # checks every character already
+        loader = _LOADER(text)  # checks every character already
         node = loader.get_single_node()
         if node is not None:
             located.data = _build(node, (), _Builder(loader, located, file))

@@ -355,7 +355,7 @@ def test_an_alias_bomb_is_stopped(problem: Problem) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["[" * 1000, "a:\n" + "".join(" " * i + "- \n" for i in range(999))]
+    "text", ["[" * 1000 + "]" * 1000, "a:\n" + "".join(" " * i + "- \n" for i in range(999))]
 )
 def test_absurdly_deep_nesting_is_an_error_not_a_recursion_error(
     problem: Problem, text: str
