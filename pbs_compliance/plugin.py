@@ -15,9 +15,11 @@ import datetime as dt
 import html
 import io
 import os
+import re
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Generator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,10 +72,19 @@ class _State:
     outcomes: dict[tuple[str, str, str], str] = field(default_factory=dict)
     remediation: str = "off"
 
+    pending: Future[Evidence] | None = None
+
     def require(self) -> tuple[RunSettings, Evidence]:
         assert self.settings is not None, "pbs-compliance: config not loaded"
+        self.wait()
         assert self.evidence is not None, "pbs-compliance: evidence not gathered"
         return self.settings, self.evidence
+
+    def wait(self) -> None:
+        """The evidence gathered in the background since the session started."""
+        if self.evidence is None and self.pending is not None:
+            self.evidence = self.pending.result()
+            self.pending = None
 
 
 STATE = pytest.StashKey[_State]()
@@ -165,7 +176,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if config.option.collectonly:
         state.evidence = Evidence()
         return
-    state.evidence = gather_evidence(state.settings)
+    # Gathered while pytest collects: probes wait on the network, collection on the CPU.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbs-evidence")
+    state.pending = pool.submit(gather_evidence, state.settings)
+    pool.shutdown(wait=False)  # the task runs on; whoever needs the evidence waits for it
 
 
 class _HtmlHooks:
@@ -182,6 +196,7 @@ class _XdistHooks:
         self.state = state
 
     def pytest_configure_node(self, node: Any) -> None:
+        self.state.wait()
         if self.state.evidence is not None:
             node.workerinput[WORKERINPUT_KEY] = self.state.evidence.to_json()
             node.workerinput["pbs_compliance_now"] = self.state.now.isoformat()
@@ -214,6 +229,7 @@ def _ensure(config: pytest.Config) -> _State:
         except (ConfigError, SettingError) as exc:
             raise pytest.UsageError(f"pbs-compliance: {exc}") from None
         state.active = True
+    state.wait()
     if state.evidence is None:
         state.evidence = gather_evidence(state.settings)
     return state
@@ -377,30 +393,46 @@ def render_matrix(outcomes: dict[tuple[str, str, str], str], colour: bool) -> st
     storages = sorted({s for s, _, _ in outcomes if s != "(all)"})
     present = {check for _, check, _ in outcomes}
     columns = [c for c in CHECKS if c != "unmanaged" and c in present]
-    # Plain ASCII off a terminal: CI logs and e-mails mangle box-drawing characters.
-    table = Table(pad_edge=False, box=box.HEAVY_HEAD if colour else box.ASCII)
-    table.add_column("storage")
-    for column in columns:
-        table.add_column(column)
     cells: dict[tuple[str, str], list[str]] = {}
     for (storage, check, _), outcome in outcomes.items():
         cells.setdefault((storage, check), []).append(outcome)
-    for storage in storages:
-        row = [storage, *(_cell(cells.get((storage, c), []), colour) for c in columns)]
+    header = ["storage", *columns]
+    rows = [
+        [storage, *(_cell(cells.get((storage, c), []), colour) for c in columns)]
+        for storage in storages
+    ]
+    unmanaged = cells.get(("(all)", "unmanaged"), [])
+    footer = f"unmanaged PBS entries: {_cell(unmanaged, colour)}" if unmanaged else ""
+    if not colour or os.environ.get("NO_COLOR"):
+        rows = [[_plain(cell) for cell in row] for row in rows]
+        return _ascii_table(header, rows) + (f"\n{_plain(footer)}" if footer else "")
+    table = Table(pad_edge=False, box=box.HEAVY_HEAD)
+    for column in header:
+        table.add_column(column)
+    for row in rows:
         table.add_row(*row)
     buffer = io.StringIO()
-    console = Console(
-        file=buffer,
-        width=120,
-        force_terminal=colour,
-        no_color=not colour or bool(os.environ.get("NO_COLOR")),
-        color_system="standard" if colour else None,
-    )
+    console = Console(file=buffer, width=120, force_terminal=True, color_system="standard")
     console.print(table)
-    unmanaged = cells.get(("(all)", "unmanaged"), [])
-    if unmanaged:
-        console.print(f"unmanaged PBS entries: {_cell(unmanaged, colour)}")
+    if footer:
+        console.print(footer)
     return buffer.getvalue().rstrip("\n")
+
+
+def _ascii_table(header: list[str], rows: list[list[str]]) -> str:
+    """Plain ASCII off a terminal: CI logs and e-mails mangle box-drawing characters, and
+    formatting a thousand rows by hand is a hundred times cheaper than laying them out with rich."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def line(cells: list[str]) -> str:
+        return "|" + "|".join(f" {c.ljust(w)} " for c, w in zip(cells, widths, strict=True)) + "|"
+
+    return "\n".join([rule, line(header), rule, *(line(r) for r in rows), rule])
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"\[/?[a-z ]*\]", "", text)
 
 
 def _cell(outcomes: list[str], colour: bool) -> str:
