@@ -2,55 +2,33 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable
-
 import pytest
 
 from pbs_compliance import verdicts
-from pbs_compliance.config import ComplianceConfig, StorageSpec
-from pbs_compliance.evidence import ServerEvidence
-from pbs_compliance.settings import RunSettings
-
-Check = Callable[[verdicts.Verdict], None]
+from pbs_compliance.config import StorageSpec
+from pbs_compliance.plugin import Compliance
 
 
 @pytest.mark.dns
-def test_dns(
-    pbs_storage: StorageSpec, pbs_server_evidence: ServerEvidence | None, pbs_check: Check
-) -> None:
+def test_dns(pbs_storage: StorageSpec, pbs: Compliance) -> None:
     """The server name resolves through the configured nameservers."""
-    pbs_check(verdicts.dns(pbs_storage, pbs_server_evidence))
+    pbs.check(verdicts.dns(pbs_storage, pbs.server(pbs_storage)))
 
 
 @pytest.mark.port
-def test_port(
-    pbs_storage: StorageSpec, pbs_server_evidence: ServerEvidence | None, pbs_check: Check
-) -> None:
+def test_port(pbs_storage: StorageSpec, pbs: Compliance) -> None:
     """Every resolved address accepts TCP on the storage's port (8007 unless declared)."""
-    pbs_check(verdicts.port(pbs_storage, pbs_server_evidence))
+    pbs.check(verdicts.port(pbs_storage, pbs.server(pbs_storage)))
 
 
 @pytest.mark.tls
-def test_tls(
-    pbs_storage: StorageSpec,
-    pbs_server_evidence: ServerEvidence | None,
-    pbs_settings: RunSettings,
-    pbs_now: dt.datetime,
-    pbs_check: Check,
-) -> None:
+def test_tls(pbs_storage: StorageSpec, pbs: Compliance) -> None:
     """The TLS handshake completes and the certificate is valid for a while yet."""
-    pbs_check(
-        verdicts.tls(pbs_storage, pbs_server_evidence, pbs_now, pbs_settings.cert_expiry_days)
-    )
+    expiry_days = pbs.settings.cert_expiry_days
+    pbs.check(verdicts.tls(pbs_storage, pbs.server(pbs_storage), pbs.now, expiry_days))
 
 
 @pytest.mark.fingerprint
-def test_fingerprint(
-    pbs_storage: StorageSpec,
-    pbs_server_evidence: ServerEvidence | None,
-    pbs_config: ComplianceConfig,
-    pbs_check: Check,
-) -> None:
+def test_fingerprint(pbs_storage: StorageSpec, pbs: Compliance) -> None:
     """The declared fingerprint is the one the server presents (PVE pins it)."""
-    pbs_check(verdicts.fingerprint(pbs_storage, pbs_server_evidence, str(pbs_config.source)))
+    pbs.check(verdicts.fingerprint(pbs_storage, pbs.server(pbs_storage), str(pbs.config.source)))

@@ -286,15 +286,31 @@ def pbs_server_evidence(pbs_storage: StorageSpec, pbs_evidence: Evidence) -> Ser
     return pbs_evidence.servers.get(server_key(pbs_storage.server, pbs_storage.port))
 
 
-@pytest.fixture
-def pbs_check(request: pytest.FixtureRequest) -> Callable[[Verdict], None]:
-    """Record a verdict for the reports, then pass, skip or fail the case with its message."""
+@dataclass(frozen=True)
+class Compliance:
+    """What a check needs, in one fixture (`pbs`): the run's settings and evidence, its
+    reference time, and `check()` to record a verdict and pass, skip or fail the case with it.
 
-    def check(verdict: Verdict) -> None:
+    One function-scoped fixture instead of five keeps pytest's per-case overhead small, which
+    matters at a thousand storages."""
+
+    settings: RunSettings
+    evidence: Evidence
+    now: dt.datetime
+    node: pytest.Item
+
+    @property
+    def config(self) -> ComplianceConfig:
+        return self.settings.config
+
+    def server(self, spec: StorageSpec) -> ServerEvidence | None:
+        """The probe results of this storage's server (None when it was not probed: disabled)."""
+        return self.evidence.servers.get(server_key(spec.server, spec.port))
+
+    def check(self, verdict: Verdict) -> None:
         __tracebackhide__ = True
-        request.node.stash[VERDICT] = verdict
-        settings = request.config.stash[STATE].settings
-        spec = _spec(settings.config if settings else None, verdict.storage)
+        self.node.stash[VERDICT] = verdict
+        spec = _spec(self.settings.config, verdict.storage)
         props = {
             "storage": verdict.storage,
             "server": spec.server if spec else "",
@@ -302,13 +318,25 @@ def pbs_check(request: pytest.FixtureRequest) -> Callable[[Verdict], None]:
             "node": verdict.node or "",
         }
         # On the item, so every report of the case (and JUnit, and xdist) carries them.
-        request.node.user_properties.extend((k, v) for k, v in props.items() if v)
+        self.node.user_properties.extend((k, v) for k, v in props.items() if v)
         if verdict.status == "skip":
             pytest.skip(verdict.message)
         if verdict.status == "fail":
             pytest.fail(verdict.message, pytrace=False)
 
-    return check
+
+@pytest.fixture
+def pbs(request: pytest.FixtureRequest) -> Compliance:
+    """The compliance run for this case: `pbs.evidence`, `pbs.server(spec)`, `pbs.check(v)`."""
+    state = _ensure(request.config)
+    settings, evidence = state.require()
+    return Compliance(settings, evidence, state.now, request.node)
+
+
+@pytest.fixture
+def pbs_check(pbs: Compliance) -> Callable[[Verdict], None]:
+    """Record a verdict for the reports, then pass, skip or fail the case with its message."""
+    return pbs.check
 
 
 # -- reporting ----------------------------------------------------------------------------------
@@ -320,8 +348,8 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     verdict = item.stash.get(VERDICT, None)
-    if verdict is None or report.when != "call":
-        return report
+    if verdict is None or report.when != "call" or not item.config.getoption("htmlpath", None):
+        return report  # the evidence table is only for the HTML report
     settings = item.config.stash[STATE].settings
     spec = _spec(settings.config if settings else None, verdict.storage)
     try:
