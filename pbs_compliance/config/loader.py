@@ -210,11 +210,8 @@ class _Loader:
         self._unknown_keys(path, section, allowed)
         values = {k: v for k, v in section.items() if k in allowed}
         origin: dict[str, Path_] = {k: (*path, k) for k in values}
-        before = len(self.issues)
         for field, file_field in _PVE_SECRETS:
             self._secret(values, origin, path, field, file_field, env_hint=f"PVE_{field.upper()}")
-        if len(self.issues) > before:  # reported; "half a credential pair" would only echo it
-            return None
         if isinstance(values.get("ca_file"), str):
             expanded = self._interpolate(values["ca_file"], origin["ca_file"])
             ca_file = None if expanded is None else self._relative(expanded, origin["ca_file"])
