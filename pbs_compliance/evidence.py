@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import re
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,25 +25,6 @@ from pbs_compliance.pve import PveClient, PveError
 from pbs_compliance.settings import RunSettings
 
 MAX_WORKERS = 32
-_SECRET_QUERY_RE = re.compile(r"(password|secret|ticket|token)=[^&\s\"]*", re.IGNORECASE)
-
-
-class _RedactQuery(logging.Filter):
-    """urllib3 logs each request line at DEBUG, and `scan/pbs` has the password in its query."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        redacted = _SECRET_QUERY_RE.sub(lambda m: f"{m.group(1)}=***", text)
-        if redacted != text:
-            record.msg, record.args = redacted, None
-        return True
-
-
-def redact_http_logs() -> None:
-    """Keep secrets out of `--log-file`/`--log-cli-level=DEBUG` output (idempotent)."""
-    logger = logging.getLogger("urllib3.connectionpool")
-    if not any(isinstance(f, _RedactQuery) for f in logger.filters):
-        logger.addFilter(_RedactQuery())
 
 
 @dataclass(frozen=True)
@@ -158,7 +137,6 @@ def applies_to(spec: StorageSpec, nodes: Iterable[str]) -> list[str]:
 
 def read_live(client: PveClient, storages: Sequence[StorageSpec]) -> LiveState:
     """One storage-list read, one node list, one view per node, one scan per distinct login."""
-    redact_http_logs()
     state = LiveState()
     try:
         state.storages = client.storages()

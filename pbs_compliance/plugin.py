@@ -18,7 +18,7 @@ import os
 import re
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,38 +254,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("pbs_node_target", targets, ids=ids)
 
 
-@pytest.fixture(scope="session")
-def pbs_settings(request: pytest.FixtureRequest) -> RunSettings:
-    """The resolved run settings: config, PVE endpoint, nameservers, timeouts."""
-    settings, _ = _ensure(request.config).require()
-    return settings
-
-
-@pytest.fixture(scope="session")
-def pbs_config(pbs_settings: RunSettings) -> ComplianceConfig:
-    """The validated declaration (`config/pbs-storage.yaml` or `--pbs-config`)."""
-    return pbs_settings.config
-
-
-@pytest.fixture(scope="session")
-def pbs_evidence(request: pytest.FixtureRequest) -> Evidence:
-    """Probe results per server and the PVE state, gathered once for the whole run."""
-    _, evidence = _ensure(request.config).require()
-    return evidence
-
-
-@pytest.fixture(scope="session")
-def pbs_now(request: pytest.FixtureRequest) -> dt.datetime:
-    """The run's reference time (decided once, so xdist workers agree on certificate ages)."""
-    return request.config.stash[STATE].now
-
-
-@pytest.fixture
-def pbs_server_evidence(pbs_storage: StorageSpec, pbs_evidence: Evidence) -> ServerEvidence | None:
-    """The probe results of this storage's server (None when it was not probed: disabled)."""
-    return pbs_evidence.servers.get(server_key(pbs_storage.server, pbs_storage.port))
-
-
 @dataclass(frozen=True)
 class Compliance:
     """What a check needs, in one fixture (`pbs`): the run's settings and evidence, its
@@ -331,12 +299,6 @@ def pbs(request: pytest.FixtureRequest) -> Compliance:
     state = _ensure(request.config)
     settings, evidence = state.require()
     return Compliance(settings, evidence, state.now, request.node)
-
-
-@pytest.fixture
-def pbs_check(pbs: Compliance) -> Callable[[Verdict], None]:
-    """Record a verdict for the reports, then pass, skip or fail the case with its message."""
-    return pbs.check
 
 
 # -- reporting ----------------------------------------------------------------------------------

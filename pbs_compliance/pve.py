@@ -9,6 +9,7 @@ error text or sees a raw client exception.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -22,7 +23,29 @@ from pbs_compliance.config.model import PveSettings
 
 T = TypeVar("T")
 _DIGEST_CONFLICT = "detected modified configuration"
-_SECRET_QUERY_RE = re.compile(r"(password|secret|ticket|token)=[^&\s)]*", re.IGNORECASE)
+_SECRET_QUERY_RE = re.compile(r"(password|secret|ticket|token)=[^&\s)\"]*", re.IGNORECASE)
+
+
+def redact_query(text: str) -> str:
+    """Mask secret query values (`scan/pbs` sends the PBS password in its query string)."""
+    return _SECRET_QUERY_RE.sub(lambda m: f"{m.group(1)}=***", text)
+
+
+class _RedactQuery(logging.Filter):
+    """urllib3 logs each request line at DEBUG: keep secrets out of `--log-file` output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        redacted = redact_query(text)
+        if redacted != text:
+            record.msg, record.args = redacted, None
+        return True
+
+
+def _redact_http_logs() -> None:
+    logger = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, _RedactQuery) for f in logger.filters):
+        logger.addFilter(_RedactQuery())
 
 
 class PveError(Exception):
@@ -74,6 +97,7 @@ class PveClient:
     """The PVE calls this project makes, each with a timeout and mapped errors."""
 
     def __init__(self, settings: PveSettings, secrets: Iterable[str] = ()) -> None:
+        _redact_http_logs()  # this client's requests are the ones that carry secrets
         if not settings.url:
             raise PveError("no PVE URL configured (pve.url, --pve-url or PBS_COMPLIANCE_PVE_URL)")
         self.endpoint = Endpoint.parse(settings.url)
@@ -182,7 +206,7 @@ class PveClient:
     def redact(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return _SECRET_QUERY_RE.sub(lambda m: f"{m.group(1)}=***", text)
+        return redact_query(text)
 
     def _call(self, fn: Callable[[], T]) -> T:
         try:

@@ -8,14 +8,13 @@ and the one thing to do about it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from pbs_compliance.config import ComplianceConfig, StorageSpec
 from pbs_compliance.drift import Drift, diff
 from pbs_compliance.essence import essence_from_api, essence_of
-from pbs_compliance.evidence import LiveState, ServerEvidence, scan_key
+from pbs_compliance.evidence import LiveState, ServerEvidence, applies_to, scan_key
 
 Status = Literal["pass", "fail", "skip"]
 CHECKS = ("dns", "port", "tls", "fingerprint", "drift", "nodes", "unmanaged")
@@ -309,10 +308,6 @@ def node_targets(config: ComplianceConfig, live: LiveState) -> list[tuple[Storag
     """(storage, node) pairs a node case exists for; nodes come from PVE, else none."""
     pairs = []
     for spec in config.storages:
-        for node_name in _applies(spec, live.nodes):
+        for node_name in applies_to(spec, live.nodes):
             pairs.append((spec, node_name))
     return pairs
-
-
-def _applies(spec: StorageSpec, nodes: Sequence[str]) -> list[str]:
-    return sorted(nodes) if spec.nodes is None else [n for n in sorted(nodes) if n in spec.nodes]
