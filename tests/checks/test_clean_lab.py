@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import xmlschema
@@ -12,7 +13,7 @@ from checks_harness import BUILTIN_IDS, ChecksRun, html_report_text, pve_client
 from pbs_compliance.lab.runner import Lab
 
 RunChecks = Callable[..., ChecksRun]
-JUNIT_XSD = "/work/shared/schemas/junit-10.xsd"
+JUNIT_XSD = str(Path(__file__).resolve().parents[1] / "data" / "junit-10.xsd")
 
 
 def test_every_case_of_a_faithful_declaration_passes(

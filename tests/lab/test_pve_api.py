@@ -37,7 +37,7 @@ from pve_fixtures import (
 from pbs_compliance.lab.pve_api import decode_urlencoded
 from pbs_compliance.lab.pve_auth import Principal
 
-SAMPLE = Path("/work/shared/reference/storage.cfg.sample")
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "storage.cfg.sample"
 DIGEST_REASON = "update storage failed: detected modified configuration - file changed by other user? Try again."
 UNDEFINED = "property is not defined in schema and the schema does not allow additional properties"
 PBS1 = {
@@ -365,7 +365,7 @@ def test_a_hand_written_storage_cfg_is_the_initial_state(
 ) -> None:
     state_dir = tmp_path / "handwritten"
     state_dir.mkdir()
-    text = SAMPLE.read_text() if SAMPLE.exists() else "pbs: offsite\n\tdatastore o\n\tserver x\n\n"
+    text = SAMPLE.read_text()
     (state_dir / "storage.cfg").write_text(text)
     (state_dir / "priv" / "storage").mkdir(parents=True)
     (state_dir / "priv" / "storage" / "offsite.pw").write_text("pw\n")

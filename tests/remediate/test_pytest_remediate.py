@@ -19,7 +19,7 @@ from pytest_side import PBS1, PBS2, SCENARIO, STORAGES, ChecksRunner
 from pbs_compliance.lab.runner import Lab
 
 LabFactory = Callable[..., Lab]
-JUNIT_XSD = Path("/work/shared/schemas/junit-10.xsd")
+JUNIT_XSD = Path(__file__).resolve().parents[1] / "data" / "junit-10.xsd"
 
 
 @pytest.fixture
