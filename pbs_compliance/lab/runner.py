@@ -11,6 +11,7 @@ import dataclasses
 import json
 import re
 import secrets
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -29,6 +30,7 @@ from pbs_compliance.lab.scenario import Scenario, StorageScenario
 TOKEN_ID = "root@pam!compliance"
 READONLY_TOKEN_ID = "auditor@pve!readonly"
 ADMIN_USER = "root@pam"
+TOKEN_SECRET_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 ALL_PRIVILEGES = frozenset(
     {"Datastore.Allocate", "Datastore.Audit", "Datastore.AllocateSpace", "Sys.Audit"}
 )
@@ -36,6 +38,21 @@ ALL_PRIVILEGES = frozenset(
 
 class LabError(Exception):
     """The lab cannot start as specified (a port in use, an unknown server name, ...)."""
+
+
+def token_secret() -> str:
+    """A new API token secret shaped like the ones PVE and PBS generate: a lower-case UUID.
+
+    PVE (`pveum user token add`, PVE::TokenConfig) and PBS (`proxmox-backup-manager user
+    generate-token`, proxmox_uuid) both hand out a random UUID as
+    `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`; some third-party clients refuse any other shape.
+    """
+    return str(uuid.uuid4())
+
+
+def is_token_secret(value: object) -> bool:
+    """Whether `value` has the shape of a PVE/PBS token secret (see `token_secret`)."""
+    return isinstance(value, str) and TOKEN_SECRET_PATTERN.fullmatch(value) is not None
 
 
 def env_name(storage: str) -> str:
@@ -55,8 +72,8 @@ class Lab:
         self.pve: PveApiServer | None = None
         self.env: dict[str, str] = {}
         self._pbs_credentials: dict[str, dict[str, str]] = {}
-        self.token_secret = secrets.token_hex(16)
-        self.readonly_token_secret = secrets.token_hex(16)
+        self.token_secret = token_secret()
+        self.readonly_token_secret = token_secret()
         self.password = secrets.token_urlsafe(12)
 
     # -- paths --------------------------------------------------------------------------------
@@ -109,7 +126,7 @@ class Lab:
             users = {
                 u: p or old.get(u) or secrets.token_urlsafe(12) for u, p in server.users.items()
             }
-            tokens = {t: s or old.get(t) or secrets.token_hex(16) for t, s in server.tokens.items()}
+            tokens = {t: s or old.get(t) or token_secret() for t, s in server.tokens.items()}
             self._pbs_credentials[server.name] = {**users, **tokens}
             spec = PbsServerSpec(
                 name=server.name,
@@ -215,8 +232,12 @@ class Lab:
             kept: dict[str, Any] = json.loads(self._state_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
-        self.token_secret = kept.get("token_secret", self.token_secret)
-        self.readonly_token_secret = kept.get("readonly_token_secret", self.readonly_token_secret)
+        # A state dir from before the lab used UUIDs keeps its password, not a token that
+        # third-party clients would refuse (lab.env is rewritten with the new one).
+        if is_token_secret(kept.get("token_secret")):
+            self.token_secret = kept["token_secret"]
+        if is_token_secret(kept.get("readonly_token_secret")):
+            self.readonly_token_secret = kept["readonly_token_secret"]
         self.password = kept.get("password", self.password)
         return kept
 

@@ -13,7 +13,7 @@ from pbs_compliance.lab.pbs_server import PbsServerSpec
 
 ROOT_PASSWORD = "root-secret-pw"
 BACKUP_PASSWORD = "backup-secret-pw"
-TOKEN_SECRET = "3f1c5e0a-token-secret"
+TOKEN_SECRET = "3f1c5e0a-7d2b-4c1e-9a55-0b6a1e3c7f7d"  # shaped like a real PBS token secret
 
 
 def default_spec(**overrides: Any) -> PbsServerSpec:
