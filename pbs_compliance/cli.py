@@ -31,6 +31,7 @@ from rich.console import Console
 
 from pbs_compliance.config import ConfigError, load_config
 from pbs_compliance.evidence import NO_CREDENTIALS, client_for, gather, gather_evidence, read_live
+from pbs_compliance.lab.pve_faults import FAULT_HELP
 from pbs_compliance.lab.runner import Lab, LabError
 from pbs_compliance.lab.scenario import Scenario, builtin
 from pbs_compliance.pinning import Target, Updated, fetch, split_target, update_fingerprint
@@ -720,16 +721,40 @@ def wait_for_signal() -> str:
 # -- pbs lab fault --------------------------------------------------------------------------
 
 fault_app = typer.Typer(
-    help="Break a running lab on purpose (it must have been started by `pbs lab serve`).",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
 lab_app.add_typer(fault_app, name="fault")
 
 StateDirOption = Annotated[
-    Path,
-    typer.Option("--state-dir", metavar="DIR", help="the running lab's state directory"),
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        metavar="DIR",
+        help=f"the running lab's state directory (default: {DEFAULT_LAB_DIR}); also accepted "
+        "before the sub-command: pbs lab fault --state-dir DIR pbs ...",
+    ),
 ]
+
+
+@fault_app.callback()
+def lab_fault(state_dir: StateDirOption = None) -> None:
+    """Break a running lab on purpose (it must have been started by `pbs lab serve`).
+
+    --state-dir works here, before the sub-command, and after it."""
+
+
+def _fault_state_dir(out: Out, ctx: typer.Context, state_dir: Path | None) -> Path:
+    """--state-dir after the sub-command, else before it (`pbs lab fault --state-dir DIR`)."""
+    before: Path | None = ctx.parent.params.get("state_dir") if ctx.parent else None
+    if before is not None and state_dir is not None and before != state_dir:
+        out.fail(
+            2,
+            f"--state-dir given twice, {before} before the sub-command and {state_dir} after "
+            "it: give it once",
+            "usage",
+        )
+    return state_dir or before or DEFAULT_LAB_DIR
 
 
 class PbsMode(StrEnum):
@@ -755,18 +780,24 @@ class DnsFault(StrEnum):
     ),
 )
 def lab_fault_pbs(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="the PBS server's name, e.g. pbs1.lab.example")],
     mode: Annotated[PbsMode | None, typer.Option("--mode", help="up, down or blackhole")] = None,
     renew: Annotated[bool, typer.Option("--renew", help="issue a new certificate")] = False,
     expired: Annotated[
         bool | None,
-        typer.Option("--expired/--no-expired", help="serve an expired certificate, or not"),
+        typer.Option(
+            "--expired/--no-expired",
+            help="serve an expired certificate; --no-expired serves the certificate from "
+            "before --expired again (same fingerprint)",
+        ),
     ] = None,
-    state_dir: StateDirOption = DEFAULT_LAB_DIR,
+    state_dir: StateDirOption = None,
     output: OutputOption = Output.text,
 ) -> None:
     """Take a lab PBS down, make it hang, renew or expire its certificate."""
     out = Out.create(output)
+    where = _fault_state_dir(out, ctx, state_dir)
     body: dict[str, Any] = {}
     if mode is not None:
         body["mode"] = str(mode)
@@ -776,7 +807,7 @@ def lab_fault_pbs(
         body["expired"] = expired
     if not body:
         out.fail(2, "say what to change: --mode, --renew or --expired/--no-expired", "usage")
-    answer = _lab_admin(out, state_dir, f"pbs/{name}", body)
+    answer = _lab_admin(out, where, f"pbs/{name}", body)
     _fault_done(out, answer, f"{name}: {', '.join(f'{k}={v}' for k, v in body.items())}")
 
 
@@ -789,20 +820,29 @@ def lab_fault_pbs(
     ),
 )
 def lab_fault_dns(
+    ctx: typer.Context,
     fault: Annotated[DnsFault, typer.Argument(help="servfail, silence or none")],
     node: Annotated[
         str | None, typer.Option("--node", help="only the resolver this node uses")
     ] = None,
-    state_dir: StateDirOption = DEFAULT_LAB_DIR,
+    state_dir: StateDirOption = None,
     output: OutputOption = Output.text,
 ) -> None:
     """Make the lab's DNS answer SERVFAIL or nothing at all (everywhere, or for one node)."""
     out = Out.create(output)
+    where = _fault_state_dir(out, ctx, state_dir)
     body: dict[str, Any] = {"fault": None if fault == DnsFault.none else str(fault)}
     if node is not None:
         body["node"] = node
-    answer = _lab_admin(out, state_dir, "dns", body)
+    answer = _lab_admin(out, where, "dns", body)
     _fault_done(out, answer, f"dns: {fault}" + (f" (resolver of {node})" if node else ""))
+
+
+def _fault_keys() -> str:
+    """The KEYs of `pbs lab fault pve`, one line each (\\b: click keeps the lines)."""
+    width = max(len(key) for key in FAULT_HELP)
+    lines = [f"  {key:<{width}}  {meaning}" for key, meaning in FAULT_HELP.items()]
+    return "\b\nKeys (KEY=VALUE; a value is JSON, or else a plain word):\n" + "\n".join(lines)
 
 
 @fault_app.command(
@@ -813,18 +853,22 @@ def lab_fault_dns(
         "pbs lab fault pve fail_path='/storage/*' fail_method=PUT  # every storage PUT fails",
         "pbs lab fault pve concurrent_writer=true    # another writer changes storage.cfg",
         "pbs lab fault pve --clear",
+        note=_fault_keys(),
     ),
 )
 def lab_fault_pve(
+    ctx: typer.Context,
     settings: Annotated[
-        list[str] | None, typer.Argument(metavar="KEY=VALUE...", help="fault settings")
+        list[str] | None,
+        typer.Argument(metavar="KEY=VALUE...", help="fault settings (the KEYs are below)"),
     ] = None,
     clear: Annotated[bool, typer.Option("--clear", help="remove every PVE fault first")] = False,
-    state_dir: StateDirOption = DEFAULT_LAB_DIR,
+    state_dir: StateDirOption = None,
     output: OutputOption = Output.text,
 ) -> None:
     """Inject PVE API faults: latency, failing or dropped requests, a concurrent writer."""
     out = Out.create(output)
+    where = _fault_state_dir(out, ctx, state_dir)
     body: dict[str, Any] = {"clear": True} if clear else {}
     for item in settings or []:
         key, sep, value = item.partition("=")
@@ -836,7 +880,7 @@ def lab_fault_pve(
             body[key] = value  # a bare word: a path or a method
     if not body:
         out.fail(2, "give KEY=VALUE settings, or --clear", "usage")
-    answer = _lab_admin(out, state_dir, "faults", body)
+    answer = _lab_admin(out, where, "faults", body)
     _fault_done(out, answer, "pve faults now: " + json.dumps(answer))
 
 

@@ -15,29 +15,62 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Annotated, ClassVar
 
-__all__ = ["FaultDecision", "FaultSettings", "PveFaults", "RequestLog", "redact_params"]
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+
+__all__ = [
+    "FAULT_HELP",
+    "FaultDecision",
+    "FaultSettings",
+    "PveFaults",
+    "RequestLog",
+    "redact_params",
+]
+
+
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 @dataclass(frozen=True)
 class FaultSettings:
-    """A snapshot of the active faults (see `PveFaults.set` for the meaning of each)."""
+    """A snapshot of the active faults (see `FAULT_HELP` for the meaning of each)."""
 
-    latency: float = 0.0
-    fail_nth: int | None = None
+    # `fail_message=404` from the command line is the text "404", not a type error.
+    __pydantic_config__: ClassVar[ConfigDict] = ConfigDict(coerce_numbers_to_str=True)
+
+    latency: Seconds = 0.0
+    fail_nth: Annotated[int, Field(ge=1)] | None = None
     fail_path: str | None = None
     fail_method: str | None = None
     fail_message: str = "lab fault: injected server error"
-    fail_status: int = 500
-    drop_next: int = 0
+    fail_status: Annotated[int, Field(ge=400, le=599)] = 500
+    drop_next: Annotated[int, Field(ge=0)] = 0
     drop_path: str | None = None
     drop_method: str | None = None
     concurrent_writer: bool = False
-    auth_delay: float | None = None
+    auth_delay: Seconds | None = None
 
     def as_dict(self) -> dict[str, object]:
         return dataclasses.asdict(self)
+
+
+# One line per setting, for `pbs lab fault pve --help` and the error that names a wrong key.
+FAULT_HELP: dict[str, str] = {
+    "latency": "seconds added to every API request (e.g. latency=2)",
+    "fail_nth": "the Nth request from now answers fail_status once (1 = the next one)",
+    "fail_path": "every request whose path matches this glob fails (e.g. '/storage/*')",
+    "fail_method": "with fail_path: only requests of this method fail (GET, POST, PUT, DELETE)",
+    "fail_message": "the error message of a failed request",
+    "fail_status": "the HTTP status of a failed request (400-599, default 500)",
+    "drop_next": "close the next N connections without an answer",
+    "drop_path": "close every connection whose request path matches this glob",
+    "drop_method": "with drop_path: only requests of this method are dropped",
+    "concurrent_writer": "true: right after the next storage read, another admin changes "
+    "storage.cfg (once)",
+    "auth_delay": "seconds PVE holds back every failed login (401); PVE itself waits ~3",
+}
+_SETTINGS = TypeAdapter(FaultSettings)
 
 
 @dataclass(frozen=True)
@@ -71,11 +104,14 @@ class PveFaults:
         concurrent_writer: after the next storage read, another writer changes storage.cfg
         (once per arming). auth_delay: seconds to hold back every 401.
         """
-        unknown = set(changes) - FAULT_FIELDS
+        unknown = sorted(set(changes) - FAULT_FIELDS)
         if unknown:
-            raise ValueError(f"unknown fault setting(s): {', '.join(sorted(unknown))}")
+            raise ValueError(
+                f"unknown PVE fault setting(s): {', '.join(unknown)}; "
+                f"the settings are {', '.join(FAULT_HELP)} (see `pbs lab fault pve --help`)"
+            )
         with self._lock:
-            self._settings = dataclasses.replace(self._settings, **changes)  # type: ignore[arg-type]
+            self._settings = _validated(self._settings, changes)
             if "fail_nth" in changes:
                 self._count = 0
             return self._settings
@@ -114,6 +150,19 @@ class PveFaults:
                 return False
             self._settings = dataclasses.replace(self._settings, concurrent_writer=False)
             return True
+
+
+def _validated(current: FaultSettings, changes: Mapping[str, object]) -> FaultSettings:
+    """`current` with `changes`, each checked against its type and range."""
+    try:
+        return _SETTINGS.validate_python({**current.as_dict(), **changes})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'] if not isinstance(p, int))}="
+            f"{json.dumps(e['input'], default=str)}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ValueError(f"invalid PVE fault setting: {problems}") from None
 
 
 def _matches(

@@ -25,6 +25,7 @@ from pbs_compliance.lab.dns_server import DnsServer
 from pbs_compliance.lab.node_agent import LabNodeAgent
 from pbs_compliance.lab.pbs_server import PbsServer, PbsServerSpec
 from pbs_compliance.lab.pve_api import Principal, PveApiServer, PveServerConfig
+from pbs_compliance.lab.pve_errors import PveError
 from pbs_compliance.lab.scenario import Scenario, StorageScenario
 
 TOKEN_ID = "root@pam!compliance"
@@ -418,9 +419,18 @@ class Lab:
     # -- run-time faults (POST /_lab/... on the PVE API) ---------------------------------------
 
     def _admin(self, path: str, body: Mapping[str, object]) -> object:
+        """`POST /_lab/pbs/NAME`, `POST /_lab/dns`; a mistake is a 400 that says what is valid."""
         parts = [p for p in path.split("/") if p and p != "_lab"]
-        if len(parts) == 2 and parts[0] == "pbs" and parts[1] in self.pbs:
-            pbs = self.pbs[parts[1]]
+        if len(parts) == 2 and parts[0] == "pbs":
+            pbs = self.pbs.get(parts[1])
+            if pbs is None:
+                raise PveError(
+                    400,
+                    f"no PBS server named '{parts[1]}' in this lab "
+                    f"(its PBS servers: {', '.join(self.pbs) or 'none'})",
+                )
+            if "mode" in body and body["mode"] not in ("up", "down", "blackhole"):
+                raise PveError(400, f"mode '{body['mode']}' is not one of up, down, blackhole")
             if "mode" in body:
                 pbs.set_mode(str(body["mode"]))  # type: ignore[arg-type]
             if "expired" in body:
@@ -429,15 +439,28 @@ class Lab:
                 pbs.renew_certificate()
             return {"name": parts[1], "fingerprint": pbs.fingerprint}
         if parts == ["dns"]:
+            fault = body.get("fault")
+            if fault not in (None, "servfail", "silence"):
+                raise PveError(400, f"DNS fault '{fault}' is not one of servfail, silence, none")
+            if "node" in body and str(body["node"]) not in self.node_dns:
+                raise PveError(
+                    400,
+                    f"no node named '{body['node']}' in this lab "
+                    f"(its nodes: {', '.join(self.node_dns)})",
+                )
             targets = (
                 [self.node_dns[str(body["node"])]]
                 if "node" in body
                 else [*([self.dns] if self.dns else []), *self.node_dns.values()]
             )
             for server in targets:
-                server.set_fault(body.get("fault"))  # type: ignore[arg-type]
-            return {"fault": body.get("fault")}
-        raise KeyError(f"no lab admin route {path}")
+                server.set_fault(fault)
+            return {"fault": fault}
+        raise PveError(
+            501,
+            f"no lab fault at {path}; the lab's fault routes are POST /_lab/pbs/NAME, "
+            "/_lab/dns and /_lab/faults (`pbs lab fault --help`)",
+        )
 
 
 def _write_private(path: Path, text: str) -> None:

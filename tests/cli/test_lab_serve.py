@@ -18,6 +18,8 @@ import yaml
 from cli_helpers import Invoke, as_json, port_8007_taken
 
 from pbs_compliance import cli
+from pbs_compliance.lab.pve_faults import FAULT_HELP
+from pbs_compliance.lab.runner import Lab
 from pbs_compliance.lab.scenario import builtin
 
 PBS = shutil.which("pbs") or str(Path(sys.executable).with_name("pbs"))
@@ -166,3 +168,84 @@ def test_a_bad_spec_is_a_usage_error(
     assert message in result.stderr
     data = as_json(invoke("lab", "serve", "--spec", spec, "--state-dir", tmp_path, "-o", "json"))
     assert data["error"] == "usage"
+
+
+# -- pbs lab fault: where --state-dir goes, what a mistake says (#10 items 18 and 22) ----------
+
+
+def test_state_dir_works_before_the_fault_sub_command_as_the_hint_puts_it_and_after_it(
+    invoke: Invoke, lab: Lab
+) -> None:
+    pbs = lab.pbs["pbs1.lab.example"]
+    before = invoke(
+        "lab", "fault", "--state-dir", lab.state_dir, "pbs", pbs.spec.name, "--mode", "down"
+    )
+    assert before.exit_code == 0, before.output
+    assert f"{pbs.spec.name}: mode=down" in before.stdout
+    assert pbs.mode == "down"
+    after = invoke(
+        "lab", "fault", "pbs", pbs.spec.name, "--mode", "up", "--state-dir", lab.state_dir
+    )
+    assert after.exit_code == 0, after.output
+    assert pbs.mode == "up"
+    assert lab.pve is not None
+    dns = invoke("lab", "fault", "--state-dir", lab.state_dir, "dns", "servfail", "-o", "json")
+    assert as_json(dns) == {"ok": True, "result": {"fault": "servfail"}}
+    pve = invoke("lab", "fault", "--state-dir", lab.state_dir, "pve", "latency=0.01")
+    assert pve.exit_code == 0, pve.output
+    assert lab.pve.faults.settings.latency == 0.01
+    same = invoke(
+        "lab", "fault", "--state-dir", lab.state_dir, "pve", "--clear", "--state-dir", lab.state_dir
+    )
+    assert same.exit_code == 0, same.output
+    assert lab.pve.faults.settings.latency == 0.0
+
+
+def test_two_different_state_dirs_are_a_usage_error(
+    invoke: Invoke, lab: Lab, tmp_path: Path
+) -> None:
+    served = lab.pbs["pbs1.lab.example"].fingerprint
+    result = invoke(
+        "lab", "fault", "--state-dir", tmp_path, "pbs", "pbs1.lab.example", "--renew",
+        "--state-dir", lab.state_dir,
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert (
+        f"--state-dir given twice, {tmp_path} before the sub-command and {lab.state_dir} after it"
+        in result.stderr
+    )
+    assert lab.pbs["pbs1.lab.example"].fingerprint == served  # nothing was sent
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("pbs", "pbs9.lab.example", "--renew"),
+            "no PBS server named 'pbs9.lab.example' in this lab (its PBS servers: "
+            "pbs1.lab.example, pbs2.lab.example, pbs3.lab.example)",
+        ),
+        (
+            ("dns", "servfail", "--node", "pve9"),
+            "no node named 'pve9' in this lab (its nodes: pve1, pve2, pve3)",
+        ),
+        (("pve", "latency=abc"), 'invalid PVE fault setting: latency="abc": Input should be'),
+        (("pve", "nonsense=1"), "unknown PVE fault setting(s): nonsense; the settings are latency"),
+    ],
+)
+def test_a_fault_mistake_says_what_is_wrong_and_the_valid_choices(
+    invoke: Invoke, shared_lab: Lab, args: tuple[str, ...], message: str
+) -> None:
+    result = invoke("lab", "fault", "--state-dir", shared_lab.state_dir, *args)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"pbs: the lab refused the fault: {message}")
+    assert "admin route" not in result.stderr
+    assert "'pve9'\n" not in result.stderr
+
+
+def test_pve_fault_help_lists_every_key_with_its_meaning(invoke: Invoke) -> None:
+    result = invoke("lab", "fault", "pve", "--help")
+    assert result.exit_code == 0
+    lines = [line.split() for line in result.stdout.splitlines()]
+    for key, meaning in FAULT_HELP.items():
+        assert [key, *meaning.split()] in lines, key
