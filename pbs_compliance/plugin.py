@@ -1,8 +1,9 @@
 """The pytest plugin: every declared storage becomes test cases, judged on gathered evidence.
 
-Registered through the `pytest11` entry point. It stays dormant unless the run is a compliance
-run (`--pbs-config` or `PBS_COMPLIANCE_CONFIG` given, or a path under a `checks/` directory), so
-installing the package never changes an unrelated test suite.
+Registered through the `pytest11` entry point. It stays dormant unless the run explicitly asks
+for it: `--pbs-config`, `PBS_COMPLIANCE_CONFIG`, or the ini option `pbs_compliance = true`, which
+this repository's `checks/pytest.ini` sets. A folder name proves nothing (another project's
+`checks/` is just tests), so installing the package never changes an unrelated test suite.
 
 Flow: the controller loads the config (a broken one stops the run with exit status 2), gathers
 the evidence once (probes per server, PVE reads per cluster), and hands it to xdist workers
@@ -57,6 +58,14 @@ HELP_DNS = (
 )
 HELP_TIMEOUT = "timeout in seconds of every DNS, TCP and TLS probe (default 3)"
 HELP_EXPIRY = "fail the tls check when the certificate expires within N days (default 30)"
+HELP_INI_SWITCH = (
+    "switch the pbs-compliance plugin on for runs rooted here (checks/pytest.ini sets it)"
+)
+INI_SWITCH = "pbs_compliance"
+OFF = (
+    "pbs-compliance is off for this run: run `pytest checks/` (checks/pytest.ini switches it "
+    "on), or pass --pbs-config PATH"
+)
 WORKERINPUT_KEY = "pbs_compliance_evidence"
 PROPERTY_KEYS = ("storage", "server", "check", "node")
 
@@ -105,6 +114,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--probe-timeout", metavar="SECONDS", type=float, default=None, help=HELP_TIMEOUT
     )
     group.addoption("--cert-expiry-days", metavar="N", type=int, default=None, help=HELP_EXPIRY)
+    parser.addini(INI_SWITCH, HELP_INI_SWITCH, type="bool", default=False)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -131,13 +141,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _is_compliance_run(config: pytest.Config) -> bool:
+    """Only an explicit signal switches the plugin on, never a path or a folder name."""
     if config.getoption("pbs_config") or os.environ.get(ENV_CONFIG):
         return True
-    for arg in config.args:
-        path = Path(arg.split("::")[0])
-        if "checks" in path.resolve().parts:
-            return True
-    return False
+    return bool(config.getini(INI_SWITCH))
 
 
 def _overrides(config: pytest.Config) -> Overrides:
@@ -221,14 +228,13 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def _ensure(config: pytest.Config) -> _State:
-    """Load lazily when a check module is collected outside a recognised compliance run."""
+    """The run's state with its evidence (gathered here when the background task did not)."""
     state = config.stash[STATE]
-    if state.settings is None:
+    if state.settings is None:  # pragma: no cover - sessionstart loads it or stops the run
         try:
             state.settings = _load(config)
         except (ConfigError, SettingError) as exc:
             raise pytest.UsageError(f"pbs-compliance: {exc}") from None
-        state.active = True
     state.wait()
     if state.evidence is None:
         state.evidence = gather_evidence(state.settings)
@@ -239,6 +245,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     names = metafunc.fixturenames
     if "pbs_storage" not in names and "pbs_node_target" not in names:
         return
+    if not metafunc.config.stash[STATE].active:
+        return  # another suite's own `pbs_storage` is none of our business
     settings, evidence = _ensure(metafunc.config).require()
     storages = sorted(settings.config.storages, key=lambda s: s.name)
     if "pbs_storage" in names:
@@ -296,6 +304,8 @@ class Compliance:
 @pytest.fixture
 def pbs(request: pytest.FixtureRequest) -> Compliance:
     """The compliance run for this case: `pbs.evidence`, `pbs.server(spec)`, `pbs.check(v)`."""
+    if not request.config.stash[STATE].active:
+        pytest.fail(OFF, pytrace=False)
     state = _ensure(request.config)
     settings, evidence = state.require()
     return Compliance(settings, evidence, state.now, request.node)
