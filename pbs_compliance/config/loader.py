@@ -7,6 +7,7 @@ file at once; only at the end is a single `ConfigError` raised.
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
 from collections.abc import Mapping
@@ -17,6 +18,15 @@ from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from pbs_compliance.config.errors import ConfigError, ConfigIssue
+from pbs_compliance.config.files import (
+    MAX_CONFIG_BYTES,
+    MAX_SECRET_BYTES,
+    FileProblem,
+    TooLarge,
+    check_ca_file,
+    read_regular,
+    size_text,
+)
 from pbs_compliance.config.model import (
     ComplianceConfig,
     DnsSettings,
@@ -29,19 +39,21 @@ from pbs_compliance.config.yamlsource import Located, Path_, format_path, load_y
 M = TypeVar("M", bound=BaseModel)
 
 _VAR_RE = re.compile(r"\$\$|\$\{([^}]*)\}")
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_REFERENCE_RE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+# Patterns are full-matched: `$` would also match before a final newline.
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_REFERENCE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 TOP_KEYS = ("pbs_storages", "pve", "dns", "defaults")
 # Secret fields: (where, field, its *_file sibling, the environment variable we suggest).
 _STORAGE_SECRET = ("password", "password_file")
 _PVE_SECRETS = (("token_secret", "token_secret_file"), ("password", "password_file"))
-_MAX_SECRET = 4096
+_MAX_SECRET = MAX_SECRET_BYTES
 _UNRESOLVED = SecretStr("")
 _TRUE_WORDS = frozenset({"yes", "true", "on", "1"})
 _FALSE_WORDS = frozenset({"no", "false", "off", "0"})
-_INT_RE = re.compile(r"^[-+]?[0-9]+$")
-_FLOAT_RE = re.compile(r"^[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$")
+_INT_RE = re.compile(r"[-+]?[0-9]{1,30}")
+_FLOAT_RE = re.compile(r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> ComplianceConfig:
@@ -49,16 +61,29 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
     file = Path(path)
     env = os.environ if environ is None else environ
     try:
-        raw = file.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(
-            [ConfigIssue(file, None, None, "", "file not found", _hint_missing(file))]
-        ) from None
-    except OSError as exc:
-        raise ConfigError(
-            [ConfigIssue(file, None, None, "", f"cannot read: {exc.strerror}", "check permissions")]
-        ) from None
+        # Regular files only, and bounded: `--config /dev/stdin` would wait forever.
+        raw = read_regular(file, MAX_CONFIG_BYTES)
+    except TooLarge as exc:
+        raise ConfigError([_too_large_issue(file, exc.size)]) from None
+    except FileProblem as exc:
+        if exc.errno == errno.ENOENT:
+            issue = ConfigIssue(file, None, None, "", "file not found", _hint_missing(file))
+        else:
+            issue = ConfigIssue(file, None, None, "", f"cannot read: {exc.reason}", exc.fix)
+        raise ConfigError([issue]) from None
     return parse_config(raw, file, env)
+
+
+def _too_large_issue(file: Path, size: int) -> ConfigIssue:
+    return ConfigIssue(
+        file,
+        None,
+        None,
+        "",
+        f"the file is {size_text(size)}; a config file may be at most "
+        f"{size_text(MAX_CONFIG_BYTES)} (1,000 storages take about 350 KiB)",
+        "check that this is the config file; split a fleet that large by cluster",
+    )
 
 
 def _hint_missing(file: Path) -> str:
@@ -70,6 +95,8 @@ def _hint_missing(file: Path) -> str:
 
 def parse_config(raw: bytes, file: Path, environ: Mapping[str, str]) -> ComplianceConfig:
     """Validate the bytes of a config file; `file` is only used to name it and resolve paths."""
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError([_too_large_issue(file, len(raw))])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -101,12 +128,19 @@ class _Loader:
         self.located = located
         self.environ = environ
         self.issues: list[ConfigIssue] = list(located.issues)
-        # Paths whose `${VAR}` could not be resolved: already reported, so the validation error
-        # about the unresolved text that follows would only be noise.
-        self.unresolved: set[Path_] = set()
+        # Paths whose `${VAR}` could not be resolved, or whose value could not be read (a number
+        # too long, a date that is none): already reported, so the validation error about the
+        # same value that follows would only be noise.
+        self.unresolved: set[Path_] = set(located.invalid)
 
     def issue(self, path: Path_, message: str, fix: str = "") -> None:
+        """A problem with the value at `path`: located at the value."""
         line, column = self.located.mark(path)
+        self.issues.append(ConfigIssue(self.file, line, column, format_path(path), message, fix))
+
+    def key_issue(self, path: Path_, message: str, fix: str = "") -> None:
+        """A problem with the key of `path` itself (unknown, misplaced): located at the key."""
+        line, column = self.located.key_mark(path)
         self.issues.append(ConfigIssue(self.file, line, column, format_path(path), message, fix))
 
     # -- the steps ---------------------------------------------------------------------------
@@ -141,7 +175,7 @@ class _Loader:
             self.issue(("defaults",), "must be a mapping of field defaults", "e.g. `port: 8007`")
             defaults = {}
         if "name" in defaults:
-            self.issue(
+            self.key_issue(
                 ("defaults", "name"),
                 "`name` cannot have a default",
                 "every storage needs its own name; remove it from `defaults:`",
@@ -213,12 +247,26 @@ class _Loader:
         for field, file_field in _PVE_SECRETS:
             self._secret(values, origin, path, field, file_field, env_hint=f"PVE_{field.upper()}")
         if isinstance(values.get("ca_file"), str):
-            expanded = self._interpolate(values["ca_file"], origin["ca_file"])
-            ca_file = None if expanded is None else self._relative(expanded, origin["ca_file"])
-            if ca_file is None:
+            ca_file = self._ca_file(values.pop("ca_file"), origin["ca_file"])
+            if ca_file is None:  # reported; the other settings are still validated
+                self._validate(PveSettings, values, lambda loc: _origin_path(loc, origin, path))
                 return None
             values["ca_file"] = ca_file
         return self._validate(PveSettings, values, lambda loc: _origin_path(loc, origin, path))
+
+    def _ca_file(self, value: str, where: Path_) -> Path | None:
+        """The CA bundle for PVE's certificate: found, readable and PEM now, not at the first
+        request (where requests would only say "Could not find a suitable TLS CA bundle")."""
+        expanded = self._interpolate(value, where)
+        ca_file = None if expanded is None else self._relative(expanded, where)
+        if ca_file is None:
+            return None
+        try:
+            check_ca_file(ca_file)
+        except FileProblem as exc:
+            self.issue(where, exc.describe("CA file", ca_file), _ca_fix(exc))
+            return None
+        return ca_file
 
     def _section(self, path: Path_, section: Any, model: type[DnsSettings]) -> DnsSettings | None:
         if section is None:
@@ -239,7 +287,7 @@ class _Loader:
                 continue
             close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
             fix = f"did you mean `{close[0]}`?" if close else f"known keys: {', '.join(allowed)}"
-            self.issue((*path, key), f"unknown key `{key}`", fix)
+            self.key_issue((*path, key), f"unknown key `{key}`", fix)
 
     def _relative(self, value: str, where: Path_) -> Path | None:
         """`value` as a path; relative paths are relative to the config file's directory."""
@@ -292,7 +340,7 @@ class _Loader:
             return
         if literal is not None:
             where = origin[field]
-            match = _REFERENCE_RE.match(literal) if isinstance(literal, str) else None
+            match = _REFERENCE_RE.fullmatch(literal) if isinstance(literal, str) else None
             if match is None:
                 self.issue(
                     where,
@@ -308,6 +356,14 @@ class _Loader:
             if not self.environ[name]:
                 self.issue(where, f"environment variable `{name}` is empty", f"export {name}=...")
                 return
+            flaw = _secret_flaw(self.environ[name])
+            if flaw:
+                self.issue(
+                    where,
+                    f"the value of environment variable `{name}` {flaw}",
+                    f"export {name} without it (`$(cat FILE)` drops a final newline)",
+                )
+                return
             values[field] = SecretStr(self.environ[name])
             origin[field] = where
         elif secret_file is not None:
@@ -322,22 +378,35 @@ class _Loader:
             if target is None:
                 return
             try:
-                with target.open("rb") as handle:  # bounded: a secret is short, /dev/zero is not
-                    data = handle.read(_MAX_SECRET + 1)
-                secret = data.decode("utf-8").rstrip("\r\n")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
-                self.issue(where, f"cannot read secret file {target}: {reason}", "check the path")
-                return
-            if len(data) > _MAX_SECRET:
+                # A regular file (a FIFO would block), private (as ssh wants a key), bounded.
+                data = read_regular(target, _MAX_SECRET, private=True)
+            except TooLarge as exc:
                 self.issue(
-                    where,
-                    f"secret file {target} is larger than {_MAX_SECRET} bytes",
-                    "the file must hold only the secret",
+                    where, exc.describe("secret file", target), "the file must hold only the secret"
                 )
                 return
+            except FileProblem as exc:
+                self.issue(where, exc.describe("secret file", target), exc.fix)
+                return
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                self.issue(where, f"cannot read secret file {target}: not UTF-8", "check the path")
+                return
+            # One final line break is how editors and `echo` end a file; it is not the secret's.
+            secret = text.removesuffix("\n").removesuffix("\r")
             if not secret:
                 self.issue(where, f"secret file {target} is empty", "write the secret into it")
+                return
+            flaw = _secret_flaw(secret)
+            if flaw:
+                lines = len(text.splitlines())
+                what = f"holds {lines} lines" if lines > 1 else flaw
+                self.issue(
+                    where,
+                    f"secret file {target} {what}; it must hold only the secret, on one line",
+                    "write just the secret into it (one final newline is fine)",
+                )
                 return
             values[field] = SecretStr(secret)
             origin[field] = where
@@ -349,7 +418,7 @@ class _Loader:
             if match.group(0) == "$$":
                 return "$"
             name = match.group(1)
-            if not _NAME_RE.match(name):
+            if not _NAME_RE.fullmatch(name):
                 missing.append(f"`${{{name}}}` is not a valid variable reference")
                 return ""
             if name not in self.environ:
@@ -440,11 +509,35 @@ def _coerce(text: str, annotation: Any) -> Any:
     word = text.strip()
     if kind is bool and word.lower() in _TRUE_WORDS | _FALSE_WORDS:
         return word.lower() in _TRUE_WORDS
-    if kind is int and _INT_RE.match(word):
+    if kind is int and _INT_RE.fullmatch(word):
         return int(word)
-    if kind is float and _FLOAT_RE.match(word):
+    if kind is float and _FLOAT_RE.fullmatch(word) and len(word) <= 64:
         return float(word)
     return text  # the model reports the type error, showing the expanded text
+
+
+def _secret_flaw(secret: str) -> str:
+    """Why a secret cannot be what it says ("" when it can): a line break or control character.
+
+    PVE writes a storage password into a file of its own, line by line, and sends a token secret
+    in an HTTP header; either breaks on such a character. Never shows the secret.
+    """
+    if "\n" in secret or "\r" in secret:
+        return "contains a line break"
+    found = _CONTROL_RE.search(secret)
+    if found:
+        return f"contains the control character U+{ord(found.group()):04X}"
+    return ""
+
+
+def _ca_fix(problem: FileProblem) -> str:
+    if "PEM" in problem.reason:
+        return problem.fix
+    return (
+        "copy the CA certificate of the PVE cluster (/etc/pve/pve-root-ca.pem on any PVE node) "
+        "to this machine and name that copy (a relative path is relative to the config file), "
+        "or remove `ca_file` to trust the system's CAs"
+    )
 
 
 def _raw_name(entry: Any) -> str | None:
@@ -471,7 +564,7 @@ def _message(error: Any) -> str:
     if kind == "value_error":
         return str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
     if kind == "literal_error":
-        return f"{error['input']!r} is not allowed; {error['msg'].lower()}"
+        return f"{_short(error['input'])} is not allowed; {error['msg'].lower()}"
     return f"{error['msg']} (got {_short(error.get('input'))})"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -24,19 +25,36 @@ from pydantic import (
     model_validator,
 )
 
-STORAGE_ID_RE = re.compile(r"^[a-z][a-z0-9\-_.]*[a-z0-9]$", re.IGNORECASE)
-FINGERPRINT_RE = re.compile(r"^([A-Fa-f0-9]{2}:){31}[A-Fa-f0-9]{2}$")
-NODE_NAME_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?$")
-# PBS auth ids: user@realm or user@realm!tokenname (pbs-api-types; PBSPlugin.pm).
+# Every pattern is used with `fullmatch`: `re.match(...$)` also accepts a final newline, which PVE
+# then writes into storage.cfg. Classes spell out ASCII ranges and never use IGNORECASE, under
+# which U+017F (long s) matches `s` and U+212A (Kelvin sign) matches `k`.
+# pve-storage-id (JSONSchema.pm parse_id: /^[a-z][a-z0-9\-\_\.]*[a-z0-9]$/i).
+STORAGE_ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9\-_.]*[A-Za-z0-9]", re.ASCII)
+# fingerprint-sha256 (JSONSchema.pm).
+FINGERPRINT_RE = re.compile(r"([A-Fa-f0-9]{2}:){31}[A-Fa-f0-9]{2}", re.ASCII)
+# pve-node (JSONSchema.pm pve_verify_node_name).
+NODE_NAME_RE = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?", re.ASCII)
+# PBS auth ids: user@realm or user@realm!tokenname (pbs-api-types; PBSPlugin.pm). The user name
+# is `[^\s:/\p{Cntrl}]+` there, so it may hold any other (Unicode) character, as PBS allows.
 USERNAME_RE = re.compile(
-    r"^[^\s:/\x00-\x1f\x7f@!]+@[A-Za-z0-9_][A-Za-z0-9._\-]*(![A-Za-z0-9_][A-Za-z0-9._\-]*)?$"
+    r"[^\s:/\x00-\x1f\x7f-\x9f@!]+@[A-Za-z0-9_][A-Za-z0-9._\-]*(![A-Za-z0-9_][A-Za-z0-9._\-]*)?"
 )
-DATASTORE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._\-]{2,31}$")
-NS_PART_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._\-]{0,31}$")
+# PBS safe ids (pbs-api-types DATASTORE_SCHEMA: 3 to 32 characters; namespace parts 1 to 32).
+DATASTORE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._\-]{2,31}", re.ASCII)
+NS_PART_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._\-]{0,31}", re.ASCII)
+# dns-name (JSONSchema.pm pve_verify_dns_name), which pve-storage-server accepts besides an IP:
+# no `_`, no final dot. Plus DNS's own limits (63 per label, 253 in all): longer never resolves.
 HOSTNAME_RE = re.compile(
-    r"^(?=.{1,253}\.?$)([A-Za-z0-9_]([A-Za-z0-9_\-]{0,61}[A-Za-z0-9])?)"
-    r"(\.[A-Za-z0-9_]([A-Za-z0-9_\-]{0,61}[A-Za-z0-9])?)*\.?$"
+    r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*",
+    re.ASCII | re.DOTALL,
 )
+IP_TEXT_RE = re.compile(r"[0-9A-Fa-f:.]+", re.ASCII)  # no IPv6 zone (`%eth0`): PVE has none
+# pve-userid and PVE API token ids (AccessControl.pm): user `[^\s:/]+`, realm and token name
+# `[A-Za-z][A-Za-z0-9.\-_]+`.
+PVE_USER_RE = re.compile(r"[^\s:/]+@[A-Za-z][A-Za-z0-9.\-_]+")
+PVE_TOKEN_ID_RE = re.compile(r"[^\s:/]+@[A-Za-z][A-Za-z0-9.\-_]+![A-Za-z][A-Za-z0-9.\-_]+")
+PVE_URL_RE = re.compile(r"https://(\[[^\]]*\]|[^/\[\]:]*)(:[0-9]{1,5})?/?", re.ASCII | re.DOTALL)
 
 PRUNE_KEYS = (
     "keep_last",
@@ -49,19 +67,49 @@ PRUNE_KEYS = (
 )
 
 
+def _shown(value: str) -> str:
+    """The value quoted for a message, invisible characters escaped: 'pbs1\\n', 'pb\\u017f1'."""
+    text = ascii(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _plain(value: str, what: str) -> None:
+    """Reject what no Proxmox name holds, explaining it: a line break, a look-alike letter."""
+    if "\n" in value or "\r" in value:
+        body = value.rstrip("\r\n")
+        where = "ends in" if body and "\n" not in body and "\r" not in body else "contains"
+        raise ValueError(
+            f"{what} {_shown(value)} {where} a line break; write it on one line, without one "
+            '(a `|` block or a "\\n" escape adds it, and so may a ${VAR})'
+        )
+    for char in value:
+        if not char.isascii():
+            name = unicodedata.name(char, "unnamed")
+            raise ValueError(
+                f"{what} {_shown(value)} contains U+{ord(char):04X} ({name}), which is not ASCII; "
+                "Proxmox names are plain ASCII letters, digits and punctuation"
+            )
+        if not char.isprintable():
+            raise ValueError(
+                f"{what} {_shown(value)} contains the control character U+{ord(char):04X}"
+            )
+
+
 def _storage_id(value: str) -> str:
+    _plain(value, "storage ID")
     if len(value) < 2:
         raise ValueError(f"storage ID '{value}' cannot be shorter than 2 characters")
-    if not STORAGE_ID_RE.match(value):
+    if not STORAGE_ID_RE.fullmatch(value):
         raise ValueError(
-            f"storage ID '{value}' contains illegal characters: start with a letter, then letters, "
-            "digits, '-', '_' or '.', and end with a letter or digit"
+            f"storage ID {_shown(value)} contains illegal characters: start with a letter, then "
+            "letters, digits, '-', '_' or '.', and end with a letter or digit"
         )
     return value
 
 
 def _fingerprint(value: str) -> str:
-    if not FINGERPRINT_RE.match(value):
+    _plain(value, "fingerprint")
+    if not FINGERPRINT_RE.fullmatch(value):
         raise ValueError(
             "must be 32 colon-separated hex bytes (SHA-256), like '54:52:3A:...:D1:54'; "
             "get it with `pbs fingerprint HOST`"
@@ -69,20 +117,32 @@ def _fingerprint(value: str) -> str:
     return value.upper()
 
 
-def _server(value: str) -> str:
+def is_ip(value: str) -> bool:
+    """An IPv4 or IPv6 address as PVE's `ip` format takes it (ASCII, no zone index)."""
+    if not IP_TEXT_RE.fullmatch(value):
+        return False
     try:
         ipaddress.ip_address(value)
     except ValueError:
-        if not HOSTNAME_RE.match(value):
-            raise ValueError(
-                f"'{value}' is neither a host name nor an IPv4/IPv6 address "
-                "(write IPv6 without brackets, and the port in `port:`)"
-            ) from None
+        return False
+    return True
+
+
+def _server(value: str) -> str:
+    """pve-storage-server: an IP address or a DNS name (NFSPlugin.pm verify_server)."""
+    _plain(value, "server")
+    if not is_ip(value) and not HOSTNAME_RE.fullmatch(value):
+        raise ValueError(
+            f"{_shown(value)} is neither a host name nor an IPv4/IPv6 address "
+            "(write IPv6 without brackets, and the port in `port:`)"
+        )
     return value
 
 
 def _username(value: str) -> str:
-    if not USERNAME_RE.match(value):
+    if "\n" in value or "\r" in value:
+        _plain(value, "username")
+    if not USERNAME_RE.fullmatch(value):
         raise ValueError(
             f"'{value}' is not a PBS user or token id; write `user@realm` (e.g. root@pam) or "
             "`user@realm!tokenname`"
@@ -91,16 +151,19 @@ def _username(value: str) -> str:
 
 
 def _datastore(value: str) -> str:
-    if not DATASTORE_RE.match(value):
+    _plain(value, "datastore")
+    if not DATASTORE_RE.fullmatch(value):
         raise ValueError(
-            f"'{value}' is not a valid PBS datastore name (3 to 32 letters, digits, '.', '_', '-')"
+            f"{_shown(value)} is not a valid PBS datastore name (3 to 32 letters, digits, '.', "
+            "'_', '-')"
         )
     return value
 
 
 def _namespace(value: str) -> str:
+    _plain(value, "namespace")
     parts = value.split("/")
-    if len(value) > 256 or len(parts) > 7 or not all(NS_PART_RE.match(p) for p in parts):
+    if len(value) > 256 or len(parts) > 7 or not all(NS_PART_RE.fullmatch(p) for p in parts):
         raise ValueError(
             f"'{value}' is not a valid PBS namespace: up to 7 levels like `prod/vms`, each 1 to 32 "
             "letters, digits, '.', '_', '-'"
@@ -109,8 +172,9 @@ def _namespace(value: str) -> str:
 
 
 def _node(value: str) -> str:
-    if not NODE_NAME_RE.match(value):
-        raise ValueError(f"'{value}' is not a valid node name")
+    _plain(value, "node name")
+    if not NODE_NAME_RE.fullmatch(value):
+        raise ValueError(f"{_shown(value)} is not a valid node name")
     return value
 
 
@@ -219,19 +283,34 @@ class PveSettings(_Frozen):
     def _url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if not re.match(r"^https://[^/\s]+(:\d+)?/?$", value) and not HOSTNAME_RE.match(value):
+        _plain(value, "url")
+        if not _pve_address(value):
             raise ValueError(
-                f"'{value}' is not a PVE address; write `https://pve1.example:8006` or a host name"
+                f"{_shown(value)} is not a PVE address; write `https://pve1.example:8006` or a "
+                "host name"
             )
         return value
 
     @field_validator("token_id")
     @classmethod
     def _token_id(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(
-            r"^[^\s:/]+@[A-Za-z][\w.\-]+![A-Za-z][\w.\-]+$", value
-        ):
-            raise ValueError(f"'{value}' is not an API token id; write `user@realm!tokenname`")
+        if value is not None and ("\n" in value or "\r" in value):
+            _plain(value, "token_id")
+        if value is not None and not PVE_TOKEN_ID_RE.fullmatch(value):
+            raise ValueError(
+                f"{_shown(value)} is not an API token id; write `user@realm!tokenname`"
+            )
+        return value
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str | None) -> str | None:
+        if value is not None and ("\n" in value or "\r" in value):
+            _plain(value, "user")
+        if value is not None and not PVE_USER_RE.fullmatch(value):
+            raise ValueError(
+                f"{_shown(value)} is not a PVE user id; write `user@realm`, e.g. `root@pam`"
+            )
         return value
 
     @model_validator(mode="after")
@@ -247,6 +326,19 @@ class PveSettings(_Frozen):
                     "plus `token_secret`, a login is `user` plus `password`), or neither"
                 )
         return self
+
+
+def _pve_address(value: str) -> bool:
+    """`https://HOST[:PORT][/]` (HOST a DNS name, IPv4 or `[IPv6]`), or a bare DNS name or IPv4."""
+    match = PVE_URL_RE.fullmatch(value)
+    if match is None:
+        return HOSTNAME_RE.fullmatch(value) is not None
+    host, port = match.group(1), match.group(2)
+    if host.startswith("["):
+        host_ok = ":" in host and is_ip(host[1:-1])
+    else:
+        host_ok = is_ip(host) or HOSTNAME_RE.fullmatch(host) is not None
+    return host_ok and (port is None or 1 <= int(port[1:]) <= 65535)
 
 
 def _nameserver(value: str) -> str:

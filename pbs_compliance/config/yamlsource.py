@@ -21,19 +21,34 @@ Path_ = tuple[str | int, ...]
 
 @dataclass
 class Located:
-    """The document as plain Python data plus a map from field path to (line, column)."""
+    """The document as plain Python data plus where each field's key and value are written.
+
+    An error about a key (unknown, duplicate) points at the key; an error about a value at the
+    value. A value that is a mapping or a list, or left empty, starts on another line than its key
+    or nowhere at all, so an error about it as a whole points at its key, the line that names it.
+    """
 
     data: Any
-    marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)  # where values start
+    keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)  # where mapping keys are
+    wholes: set[Path_] = field(default_factory=set)  # values that are collections or empty
+    invalid: set[Path_] = field(default_factory=set)  # values reported while reading them
     issues: list[ConfigIssue] = field(default_factory=list)
 
     def mark(self, path: Path_) -> tuple[int | None, int | None]:
-        """The closest known position of `path` (a missing key points at its parent mapping)."""
+        """Where the value of `path` is (a missing key points into its parent mapping)."""
+        if path in self.wholes and path in self.keys:
+            return self.keys[path]
         for end in range(len(path), -1, -1):
             found = self.marks.get(path[:end])
             if found is not None:
                 return found
         return (None, None)
+
+    def key_mark(self, path: Path_) -> tuple[int | None, int | None]:
+        """Where the key of `path` is written (the value's place for a list item)."""
+        found = self.keys.get(path)
+        return found if found is not None else self.mark(path)
 
 
 def format_path(path: Path_) -> str:
@@ -47,15 +62,43 @@ def format_path(path: Path_) -> str:
 # of a large file (the benchmark's 1,000 storages).
 _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-_RAW_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
+_INT_TAG = "tag:yaml.org,2002:int"
+_RAW_TAGS = {_INT_TAG, "tag:yaml.org,2002:float"}
 _MERGE_TAG = "tag:yaml.org,2002:merge"
-# Aliases are expanded into plain data (each copy gets its own path and marks), so a few lines of
-# nested aliases ("billion laughs") could otherwise build an enormous structure.
+# A bound on the values of a document: a config of 1,000 storages has about 20,000. Counted while
+# parsing, before PyYAML builds a node for each (1 M values take seconds and hundreds of MB), and
+# again while building, because aliases are expanded into plain data (each copy gets its own path
+# and marks): a few lines of nested aliases ("billion laughs") could build an enormous structure.
 MAX_VALUES = 100_000
+# No setting takes a longer number (a port has 5 digits); Python refuses to convert an integer of
+# more than 4,300 digits, and converting a long one costs time quadratic in its length.
+MAX_NUMBER_CHARS = 32
 
 
 class _TooLarge(Exception):
-    """Raised inside `_build` when alias expansion exceeds `MAX_VALUES`."""
+    """Raised when the document has, or expands to, more than `MAX_VALUES` values."""
+
+    def __init__(self, through_aliases: bool) -> None:
+        super().__init__()
+        self.through_aliases = through_aliases
+
+
+def _count_values(text: str) -> None:
+    """Raise `_TooLarge` when the document as written has more than `MAX_VALUES` values."""
+    if len(text) <= MAX_VALUES:  # each value takes at least one character
+        return
+    events = yaml.parse(text, Loader=_LOADER)
+    try:
+        count = 0
+        for event in events:
+            if isinstance(event, yaml.ScalarEvent | yaml.CollectionStartEvent):
+                count += 1
+                if count > MAX_VALUES:
+                    raise _TooLarge(through_aliases=False)
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()  # disposes of the parser
 
 
 def load_yaml(text: str, file: Path) -> Located:
@@ -63,6 +106,7 @@ def load_yaml(text: str, file: Path) -> Located:
     located = Located(data=None)
     loader: yaml.SafeLoader | None = None
     try:
+        _count_values(text)
         loader = _LOADER(text)  # checks every character already
         node = loader.get_single_node()
         if node is not None:
@@ -79,18 +123,18 @@ def load_yaml(text: str, file: Path) -> Located:
                 "a config file needs only a few levels of nesting; check for runaway brackets",
             )
         )
-    except _TooLarge:
+    except _TooLarge as exc:
         located.data = None
-        located.issues.append(
-            ConfigIssue(
-                file,
-                None,
-                None,
-                "",
-                f"the document expands to more than {MAX_VALUES} values (through aliases)",
-                "write the storages out instead of nesting aliases",
+        if exc.through_aliases:
+            message = f"the document expands to more than {MAX_VALUES} values through aliases"
+            fix = "write the storages out instead of nesting aliases (`*name`)"
+        else:
+            message = (
+                f"the document has more than {MAX_VALUES} values; a config of 1,000 storages "
+                "has about 20,000"
             )
-        )
+            fix = "check that this is the right file; split a fleet that large by cluster"
+        located.issues.append(ConfigIssue(file, None, None, "", message, fix))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or "invalid YAML"
@@ -146,17 +190,15 @@ class _Builder:
 def _build(node: yaml.Node, path: Path_, b: _Builder) -> Any:
     b.count += 1
     if b.count > MAX_VALUES:
-        raise _TooLarge
+        raise _TooLarge(through_aliases=True)
     b.out.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if not isinstance(node, yaml.ScalarNode) or (node.value == "" and not node.style):
+        b.out.wholes.add(path)
     if id(node) in b.active:
         b.issue(node, path, "an alias refers to itself", "remove the recursive `*alias`")
         return None
     if isinstance(node, yaml.ScalarNode):
-        # YAML 1.1 reads `12:34:56` as a base-60 integer; a fingerprint or "host:port" must stay
-        # text.
-        if node.tag in _RAW_TAGS and ":" in node.value:
-            return node.value
-        return b.loader.construct_object(node, deep=True)
+        return _scalar(node, path, b)
     b.active.add(id(node))
     try:
         if isinstance(node, yaml.SequenceNode):
@@ -165,6 +207,38 @@ def _build(node: yaml.Node, path: Path_, b: _Builder) -> Any:
         return _build_mapping(node, path, b)
     finally:
         b.active.discard(id(node))
+
+
+def _scalar(node: yaml.ScalarNode, path: Path_, b: _Builder) -> Any:
+    # YAML 1.1 reads `12:34:56` as a base-60 integer; a fingerprint or "host:port" must stay text.
+    if node.tag in _RAW_TAGS and ":" in node.value:
+        return node.value
+    if node.tag == _INT_TAG and len(node.value) > MAX_NUMBER_CHARS:
+        b.out.invalid.add(path)
+        b.issue(
+            node,
+            path,
+            f"a number of {len(node.value):,} characters is longer than any setting takes "
+            f"(at most {MAX_NUMBER_CHARS})",
+            "write the intended number (a port is 1 to 65535), or quote the value if it is text",
+        )
+        return node.value
+    try:
+        return b.loader.construct_object(node, deep=True)
+    except (ValueError, OverflowError) as exc:  # `2024-13-45` looks like a date, is none
+        b.out.invalid.add(path)
+        b.issue(
+            node,
+            path,
+            f"{_shown(node.value)} reads as a {node.tag.rsplit(':', 1)[-1]} but is not a valid "
+            f"one ({exc})",
+            "correct it, or put quotes around it to keep it as text",
+        )
+        return node.value
+
+
+def _shown(text: str) -> str:
+    return ascii(text) if len(text) <= 60 else ascii(text[:57]) + "..."
 
 
 def _build_mapping(node: yaml.MappingNode, path: Path_, b: _Builder) -> dict[str, Any]:
@@ -198,5 +272,6 @@ def _build_mapping(node: yaml.MappingNode, path: Path_, b: _Builder) -> dict[str
             )
             continue
         seen[key] = key_node.start_mark.line + 1
+        b.out.keys[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
         result[key] = _build(value_node, (*path, key), b)
     return result

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pbs_compliance.config import ComplianceConfig, ConfigError, ConfigIssue, load_config
+from pbs_compliance.lab.certs import CertificateAuthority
 
 SEED_FINGERPRINT = (
     "54:52:3A:D2:43:F0:80:66:E3:D0:BB:D6:0B:28:50:9F:"
@@ -49,6 +50,26 @@ def storage_text() -> StorageText:
         return "\n".join(lines) + "\n"
 
     return make
+
+
+@pytest.fixture(scope="session")
+def ca_pem() -> bytes:
+    """A CA certificate in PEM, as a `pve.ca_file` holds it."""
+    return CertificateAuthority.create("config test CA").cert_pem
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path) -> Callable[..., Path]:
+    """`secret_file(content, name="pbs.pw", mode=0o600)`: a secret file in tmp_path."""
+
+    def write(content: str | bytes, name: str = "pbs.pw", mode: int = 0o600) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+        path.chmod(mode)
+        return path
+
+    return write
 
 
 @pytest.fixture

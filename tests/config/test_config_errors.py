@@ -35,13 +35,13 @@ def test_an_error_names_file_line_column_field_problem_and_fix(
     assert issue == ConfigIssue(
         file=tmp_path / "pbs-storage.yaml",
         line=6,
-        column=32,
+        column=21,  # the key, not its value `7` (#10 item 2)
         field="pbs_storages[0].prune_backups.keep_daly",
         message="unknown key `keep_daly`",
         fix="did you mean `keep_daily`?",
     )
     assert str(issue) == (
-        f"{tmp_path / 'pbs-storage.yaml'}:6:32: pbs_storages[0].prune_backups.keep_daly: "
+        f"{tmp_path / 'pbs-storage.yaml'}:6:21: pbs_storages[0].prune_backups.keep_daly: "
         "unknown key `keep_daly`\n    fix: did you mean `keep_daily`?"
     )
 

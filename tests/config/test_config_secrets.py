@@ -12,6 +12,7 @@ from pbs_compliance.config import ComplianceConfig, ConfigIssue
 StorageText = Callable[..., str]
 Load = Callable[..., ComplianceConfig]
 Problem = Callable[..., ConfigIssue]
+SecretFile = Callable[..., Path]
 
 
 def secret_of(config: ComplianceConfig) -> str:
@@ -81,26 +82,25 @@ def test_a_password_from_an_empty_variable_is_an_error(
 
 
 def test_a_password_file_is_read_without_its_trailing_newline(
-    load: Load, storage_text: StorageText, tmp_path: Path
+    load: Load, storage_text: StorageText, tmp_path: Path, secret_file: SecretFile
 ) -> None:
-    (tmp_path / "pbs.pw").write_text("s3cret\n", encoding="utf-8")
+    secret_file("s3cret\n")
 
     assert secret_of(load(storage_text(password_file=str(tmp_path / "pbs.pw")))) == "s3cret"
 
 
 def test_a_relative_password_file_is_relative_to_the_config_file(
-    load: Load, storage_text: StorageText, tmp_path: Path
+    load: Load, storage_text: StorageText, secret_file: SecretFile
 ) -> None:
-    (tmp_path / "secrets").mkdir()
-    (tmp_path / "secrets" / "pbs.pw").write_text("s3cret", encoding="utf-8")
+    secret_file("s3cret", name="secrets/pbs.pw")
 
     assert secret_of(load(storage_text(password_file="secrets/pbs.pw"))) == "s3cret"
 
 
 def test_a_password_file_path_may_use_env_references(
-    load: Load, storage_text: StorageText, tmp_path: Path
+    load: Load, storage_text: StorageText, tmp_path: Path, secret_file: SecretFile
 ) -> None:
-    (tmp_path / "pbs.pw").write_text("s3cret", encoding="utf-8")
+    secret_file("s3cret")
     text = storage_text(password_file="${SECRETS}/pbs.pw")
 
     assert secret_of(load(text, env={"SECRETS": str(tmp_path)})) == "s3cret"
@@ -116,10 +116,14 @@ def test_a_password_file_path_with_an_unset_variable_is_an_error_naming_it(
 
 
 def test_a_home_relative_password_file_is_expanded(
-    load: Load, storage_text: StorageText, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    load: Load,
+    storage_text: StorageText,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    secret_file: SecretFile,
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
-    (tmp_path / "pbs.pw").write_text("s3cret", encoding="utf-8")
+    secret_file("s3cret")
 
     assert secret_of(load(storage_text(password_file="~/pbs.pw"))) == "s3cret"
 
@@ -135,11 +139,16 @@ def test_a_home_relative_password_file_is_expanded(
     ],
 )
 def test_an_unreadable_empty_or_oversized_password_file_is_an_error(
-    problem: Problem, storage_text: StorageText, tmp_path: Path, content: bytes | None, words: str
+    problem: Problem,
+    storage_text: StorageText,
+    tmp_path: Path,
+    secret_file: SecretFile,
+    content: bytes | None,
+    words: str,
 ) -> None:
     secret = tmp_path / "pbs.pw"
     if content is not None:
-        secret.write_bytes(content)
+        secret_file(content)
 
     issue = problem(storage_text(password_file=str(secret)))
 
@@ -180,9 +189,9 @@ def test_password_and_password_file_together_are_an_error(
 
 
 def test_a_password_file_can_be_a_default_for_every_storage(
-    load: Load, storage_text: StorageText, tmp_path: Path
+    load: Load, storage_text: StorageText, tmp_path: Path, secret_file: SecretFile
 ) -> None:
-    (tmp_path / "pbs.pw").write_text("shared", encoding="utf-8")
+    secret_file("shared")
     text = f"defaults:\n  password_file: {tmp_path / 'pbs.pw'}\n" + storage_text()
 
     assert secret_of(load(text)) == "shared"
@@ -216,8 +225,8 @@ def test_a_pve_api_token_is_read_from_the_environment(load: Load) -> None:
     assert pve.token_secret.get_secret_value() == "0f2a"
 
 
-def test_a_pve_token_secret_can_come_from_a_file(load: Load, tmp_path: Path) -> None:
-    (tmp_path / "token").write_text("0f2a\n", encoding="utf-8")
+def test_a_pve_token_secret_can_come_from_a_file(load: Load, secret_file: SecretFile) -> None:
+    secret_file("0f2a\n", name="token")
     text = "pbs_storages: []\npve:\n  token_id: a@pve!pbs\n  token_secret_file: token\n"
 
     secret = load(text).pve.token_secret

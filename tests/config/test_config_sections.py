@@ -24,7 +24,9 @@ Problem = Callable[..., ConfigIssue]
 # -- pve ----------------------------------------------------------------------------------------
 
 
-def test_every_pve_setting_is_read(load: Load, tmp_path: Path) -> None:
+def test_every_pve_setting_is_read(load: Load, tmp_path: Path, ca_pem: bytes) -> None:
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "pve-ca.pem").write_bytes(ca_pem)
     text = """\
         pbs_storages: []
         pve:
@@ -61,10 +63,15 @@ def test_a_pve_url_that_is_no_pve_address_is_rejected_with_an_example(
     assert "https://pve1.example:8006" in issue.message
 
 
-def test_an_absolute_ca_file_is_kept_and_an_env_reference_in_it_is_expanded(load: Load) -> None:
+def test_an_absolute_ca_file_is_kept_and_an_env_reference_in_it_is_expanded(
+    load: Load, tmp_path: Path, ca_pem: bytes
+) -> None:
+    certs = tmp_path / "pki"
+    certs.mkdir()
+    (certs / "ca.pem").write_bytes(ca_pem)
     text = "pbs_storages: []\npve:\n  ca_file: ${CERTS}/ca.pem\n"
 
-    assert load(text, env={"CERTS": "/etc/pki"}).pve.ca_file == Path("/etc/pki/ca.pem")
+    assert load(text, env={"CERTS": str(certs)}).pve.ca_file == certs / "ca.pem"
 
 
 def test_a_ca_file_with_an_unset_variable_is_an_error_naming_it(problem: Problem) -> None:
