@@ -44,9 +44,9 @@ from pbs_compliance.tables import (
     validation_rows,
     validation_table,
 )
-from remediate import PlanOptions, Results, apply, plan
+from remediate import Interrupted, PlanOptions, Reachability, Results, Status, apply, plan
 from remediate.plan import Action, Plan
-from remediate.reach import reachability
+from remediate.reach import reach_for
 
 DEFAULT_LAB_DIR = Path(".lab")
 
@@ -336,18 +336,61 @@ def apply_command(
     reconciler's safety rules, and say per storage what happened."""
     out = Out.create(output)
     settings = _settings(out, config)
-    _client(out, settings)  # exit 2 before probing anything when there is no cluster to change
+    client = _client(out, settings)  # exit 2 before probing anything: no cluster to change
+    options = PlanOptions(
+        allow_recreate=allow_recreate,
+        prune_unmanaged=prune_unmanaged,
+        rotate_secrets=rotate_secrets,
+    )
+    report: dict[str, Any] = {
+        "command": "apply",
+        "config": str(settings.config.source),
+        "dry_run": dry_run,
+    }
+    try:
+        planned, reach = _validate_and_plan(out, settings, options, report, skip_validation)
+    except KeyboardInterrupt:
+        message = "interrupted (Ctrl-C) before anything was written: PVE is unchanged"
+        out.fail(INTERRUPTED_EXIT, message, "interrupted", **report)
+    _print_plan(out, planned)
+    storages = settings.config.storages
+    try:
+        results = apply(planned, client, storages, options, reach, dry_run=dry_run)
+    except Interrupted as stop:
+        _interrupted(out, report, planned, stop.results)
+    ok = planned.is_empty if dry_run else results.ok
+    if out.json:
+        out.data(
+            {
+                **report,
+                "ok": ok,
+                "plan": plan_dict(planned),
+                "results": results_dict(results),
+                "summary": results.counts(),
+            }
+        )
+        raise typer.Exit(0 if ok else 1)
+    _print_results(out, results)
+    raise typer.Exit(0 if ok else 1)
+
+
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
+def _validate_and_plan(
+    out: Out,
+    settings: RunSettings,
+    options: PlanOptions,
+    report: dict[str, Any],
+    skip_validation: bool,
+) -> tuple[Plan, dict[str, Reachability]]:
+    """Probe, read PVE, validate (exit 1 on a failure) and plan; nothing is written here."""
     evidence = gather_evidence(settings)
     if evidence.live.error or evidence.live.skipped:
         out.fail(1, f"cannot read PVE: {evidence.live.error or evidence.live.skipped}", "pve")
     storages = settings.config.storages
     rows = validation_rows(settings.config, evidence, _now(), settings.cert_expiry_days)
-    report: dict[str, Any] = {
-        "command": "apply",
-        "config": str(settings.config.source),
-        "dry_run": dry_run,
-        "validation": None if skip_validation else [row.to_dict() for row in rows],
-    }
+    report["validation"] = None if skip_validation else [row.to_dict() for row in rows]
     if not skip_validation:
         if rows:
             out.print(validation_table(rows))
@@ -366,30 +409,41 @@ def apply_command(
             else:
                 out.errors.print(f"pbs: {message}", style="bold red", soft_wrap=True)
             raise typer.Exit(1)
-    options = PlanOptions(
-        allow_recreate=allow_recreate,
-        prune_unmanaged=prune_unmanaged,
-        rotate_secrets=rotate_secrets,
+    # The checks probe enabled storages only; what apply writes about, it probes itself.
+    live = evidence.live.storages
+    reach = reach_for(
+        storages, live, options, evidence, settings.nameservers, settings.probe_timeout
     )
-    reach = reachability(evidence, storages)
-    planned = plan(storages, evidence.live.storages, options, reach)
-    _print_plan(out, planned)
-    client = _client(out, settings)
-    results = apply(planned, client, storages, options, reach, dry_run=dry_run)
-    ok = planned.is_empty if dry_run else results.ok
+    return plan(storages, live, options, reach), reach
+
+
+def _interrupted(out: Out, report: dict[str, Any], planned: Plan, results: Results) -> NoReturn:
+    """Ctrl-C during the writes: say what each storage was left as, and that a re-run goes on."""
+    stopped = [r for r in results.results if r.status == Status.INTERRUPTED]
+    where = (
+        "; ".join(f"{r.storage} was left {r.reason}" for r in stopped)
+        or "between two storages, none half-done"
+    )
+    message = (
+        f"interrupted (Ctrl-C): {where}. Re-run `pbs apply` to continue: it re-reads PVE and "
+        "does only what is left"
+    )
     if out.json:
         out.data(
             {
                 **report,
-                "ok": ok,
+                "ok": False,
+                "error": "interrupted",
+                "message": message,
                 "plan": plan_dict(planned),
                 "results": results_dict(results),
                 "summary": results.counts(),
             }
         )
-        raise typer.Exit(0 if ok else 1)
-    _print_results(out, results)
-    raise typer.Exit(0 if ok else 1)
+    else:
+        _print_results(out, results)
+        out.errors.print(f"pbs: {message}", style="bold red", soft_wrap=True)
+    raise typer.Exit(INTERRUPTED_EXIT)
 
 
 PLAN_STYLES = {"+": "green", "-": "red", "~": "yellow", "!": "bold red", "#": "dim"}
@@ -404,6 +458,8 @@ VERB_STYLES = {
     "failed": "bold red",
     "unchanged": "dim",
     "planned": "cyan",
+    "interrupted": "bold red",
+    "not started": "dim",
 }
 
 

@@ -13,7 +13,14 @@ The plan is pure; this is the only module of the reconciler that does I/O. Rules
   node must report it active (`GET /nodes/{n}/storage`). A node that cannot reach it leaves the
   entry disabled - never deleted: a disabled entry is inert, keeps PVE's stored password, and the
   next run enables it once the network is fixed - and the storage is reported failed with those
-  nodes. Enabling an existing entry is verified the same way and undone when a node fails.
+  nodes. Enabling an existing disabled entry is checked the same way first (every node logs in
+  with the declared password, which then travels with the enable: the stored one may be the
+  wrong one an earlier create left behind), verified after, and undone when a node fails.
+- A create answered "storage ID ... already defined" lost a race with another writer (another
+  `pbs apply`): the entry is re-read and re-planned; one that matches is a success.
+- Ctrl-C (KeyboardInterrupt) raises `Interrupted` with every storage's result so far, the
+  interrupted one saying what its writes left behind (e.g. created disabled, not enabled yet).
+  Counts include what failed storages wrote: a create left disabled counts as created.
 - Dry run touches nothing: not even a read reaches the client.
 """
 
@@ -36,7 +43,7 @@ from pbs_compliance.pve import (
 from remediate.plan import Action, Kind, Plan, PlanOptions, Reachability
 from remediate.plan import plan as make_plan
 
-__all__ = ["Results", "Status", "StorageResult", "apply"]
+__all__ = ["Interrupted", "Results", "Status", "StorageResult", "apply"]
 
 _VERBS = {
     Kind.CREATE: "created",
@@ -57,8 +64,11 @@ _SUMMARY_ORDER = (
     "failed",
     "unchanged",
 )
+_STOPPED = ("interrupted", "not started")  # only in a summary when an interrupt stopped the run
 _UPDATES = frozenset({Kind.UPDATE, Kind.ENABLE, Kind.DISABLE})
 _MAX_STEPS = 4  # create -> enable -> revert is the longest chain; beyond that something loops
+_ALREADY_DEFINED = "already defined"  # PVE: "create storage failed: storage ID 'x' already defined"
+_UNTOUCHED = "backups on the PBS are untouched"
 
 
 class Status(StrEnum):
@@ -67,6 +77,8 @@ class Status(StrEnum):
     FAILED = "failed"
     REFUSED = "refused"
     PLANNED = "planned"  # dry run: this would be written
+    INTERRUPTED = "interrupted"  # Ctrl-C while this storage's steps were under way
+    NOT_STARTED = "not started"  # Ctrl-C before this storage's turn
 
 
 @dataclass(frozen=True)
@@ -74,7 +86,9 @@ class StorageResult:
     """What happened to one storage. `action` is the planned one; `steps` are the writes sent.
 
     `retries` counts the re-read + re-plan rounds after digest conflicts; `unreachable_nodes`
-    names the nodes that could not reach the PBS when a create or enable was verified.
+    names the nodes that could not reach the PBS when a create or enable was verified. `left`
+    is the verb of what the writes changed (created, updated, ...; empty when nothing or when
+    undone), so a failed or interrupted storage still counts what it wrote.
     """
 
     storage: str
@@ -85,10 +99,13 @@ class StorageResult:
     retries: int = 0
     steps: tuple[str, ...] = ()
     unreachable_nodes: tuple[str, ...] = ()
+    left: str = ""
 
     @property
     def verb(self) -> str:
         """created / updated / enabled / ... / refused / failed / unchanged / planned."""
+        if self.status == Status.CHANGED and self.left:
+            return self.left
         if self.status == Status.CHANGED and self.action is not None:
             return _VERBS.get(self.action.kind, "changed")
         return str(self.status)
@@ -128,15 +145,20 @@ class Results:
         return None
 
     def counts(self) -> dict[str, int]:
-        counts = dict.fromkeys((*_SUMMARY_ORDER, "planned"), 0)
+        """Storages per outcome; a failed or interrupted storage that wrote something is also
+        counted by what it wrote (a create left disabled: 1 created and 1 failed)."""
+        counts = dict.fromkeys((*_SUMMARY_ORDER, "planned", *_STOPPED), 0)
         for result in self.results:
             counts[result.verb] = counts.get(result.verb, 0) + 1
+            if result.left and result.verb != result.left:
+                counts[result.left] = counts.get(result.left, 0) + 1
         return counts
 
     def summary(self) -> str:
         """`3 created, 1 updated, ... 0 failed` in one line (plus `planned` on a dry run)."""
         counts = self.counts()
         order = ("planned", "refused", "unchanged") if self.dry_run else _SUMMARY_ORDER
+        order = (*order, *(key for key in _STOPPED if counts[key]))
         head = "dry run, nothing written: " if self.dry_run else ""
         return head + ", ".join(f"{counts[key]} {key}" for key in order)
 
@@ -145,6 +167,26 @@ class Results:
 
     def __str__(self) -> str:
         return self.describe()
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped `apply`; `results` holds every storage: done, interrupted (with what its
+    writes left behind) or not started. A KeyboardInterrupt still, so whoever does not look
+    for it stops as before."""
+
+    def __init__(self, results: Results) -> None:
+        self.results = results
+        stopped = [r.line() for r in results.results if r.status == Status.INTERRUPTED]
+        where = "; ".join(stopped) or "between two storages, none half-done"
+        super().__init__(f"interrupted: {where} - re-running continues from there")
+
+
+class _Stopped(KeyboardInterrupt):
+    """Internal: Ctrl-C inside one storage's steps, with that storage's result."""
+
+    def __init__(self, result: StorageResult) -> None:
+        super().__init__(result.line())
+        self.result = result
 
 
 def apply(
@@ -165,11 +207,21 @@ def apply(
         for spec in desired
         if spec.name not in acted
     ]
+    done: list[StorageResult] = []
     if dry_run:
         done = [_planned(action) for action in plan.actions]
     else:
         run = _Run(client, desired, options, reachability or {}, max_retries, backoff, sleep)
-        done = [run.storage(action) for action in plan.actions]
+        try:
+            for action in plan.actions:
+                done.append(run.storage(action))
+        except KeyboardInterrupt as exc:
+            if isinstance(exc, _Stopped):
+                done.append(exc.result)
+            finished = {r.storage for r in done}
+            rest = [_not_started(a) for a in plan.actions if a.storage not in finished]
+            results = sorted([*done, *rest, *untouched], key=lambda r: r.storage)
+            raise Interrupted(Results(tuple(results))) from None
     return Results(tuple(sorted([*done, *untouched], key=lambda r: r.storage)), dry_run=dry_run)
 
 
@@ -181,20 +233,52 @@ def _planned(action: Action) -> StorageResult:
     return StorageResult(action.storage, Status.PLANNED, action)
 
 
+def _not_started(action: Action) -> StorageResult:
+    if action.writes:
+        return StorageResult(action.storage, Status.NOT_STARTED, action, "nothing sent")
+    return _planned(action)
+
+
 @dataclass
 class _Tally:
-    """One storage's running record while its steps are sent."""
+    """One storage's running record while its steps are sent.
+
+    `left` is the verb of what the writes so far changed, `state` the entry's state after the
+    last write in words (what an interrupted run left behind), `in_flight` a write that was
+    interrupted before PVE answered.
+    """
 
     writes: int = 0
     retries: int = 0
     steps: list[str] = field(default_factory=list)
     created: bool = False
     password_sent: bool = False
+    confirmed: bool = False  # every node logged in with the declared password
+    left: str = ""
+    state: str = ""
+    in_flight: str = ""
+    note: str = ""  # another writer created the entry at the same time
+
+    def wrote(self, left: str, state: str) -> None:
+        self.left, self.state = left, state
+
+    def interrupted(self) -> str:
+        parts = [self.state] if self.state else []
+        if self.in_flight:
+            parts.append(
+                f"interrupted before PVE answered `{self.in_flight}`: it may or may not have "
+                "been applied"
+            )
+        return "; ".join(parts) or "nothing written yet"
 
 
 class _Enable(Exception):
     """Internal: the entry was created disabled and every node reached the PBS; re-read and
     let the (re-)plan enable it."""
+
+
+class _Taken(Exception):
+    """Internal: our create met an entry another writer created meanwhile; re-read, re-plan."""
 
 
 class _Failed(Exception):
@@ -231,7 +315,6 @@ class _Run:
 
     def storage(self, planned: Action) -> StorageResult:
         tally = _Tally()
-        action: Action | None = planned
 
         def result(status: Status, reason: str = "", nodes: tuple[str, ...] = ()) -> StorageResult:
             return StorageResult(
@@ -243,8 +326,18 @@ class _Run:
                 tally.retries,
                 tuple(tally.steps),
                 nodes,
+                tally.left,
             )
 
+        try:
+            return self._steps(planned, tally, result)
+        except KeyboardInterrupt:
+            raise _Stopped(result(Status.INTERRUPTED, tally.interrupted())) from None
+
+    def _steps(
+        self, planned: Action, tally: _Tally, result: Callable[..., StorageResult]
+    ) -> StorageResult:
+        action: Action | None = planned
         replan = False
         for _ in range(_MAX_STEPS + self.max_retries):
             try:
@@ -253,8 +346,10 @@ class _Run:
                     replan = False
                 if action is None:
                     if tally.writes:
-                        return result(Status.CHANGED)
-                    return result(Status.UNCHANGED, "another writer already made it match")
+                        return result(Status.CHANGED, tally.note)
+                    return result(
+                        Status.UNCHANGED, tally.note or "another writer already made it match"
+                    )
                 if action.kind == Kind.NOTE:
                     return result(Status.UNCHANGED, action.reason)
                 if action.kind == Kind.REFUSE:
@@ -262,8 +357,13 @@ class _Run:
                 if tally.created and action.kind in (Kind.CREATE, Kind.RECREATE):
                     return result(Status.FAILED, "the entry vanished right after it was created")
                 self._perform(action, tally)
-                return result(Status.CHANGED)
+                return result(Status.CHANGED, tally.note)
             except _Enable:
+                replan = True
+            except _Taken:
+                if tally.note:  # created, gone, created again by someone: stop chasing it
+                    return result(Status.FAILED, "other writers keep creating and deleting it")
+                tally.note = "another writer created it at the same time"
                 replan = True
             except PveDigestConflict as exc:
                 if tally.retries >= self.max_retries:
@@ -295,7 +395,11 @@ class _Run:
         options = self.options
         if tally.password_sent:  # just sent; rotating again would only repeat it
             options = dataclasses.replace(options, rotate_secrets=False)
-        return make_plan([spec] if spec else [], live, options, self.reachability).for_storage(name)
+        planned = make_plan([spec] if spec else [], live, options, self.reachability)
+        action = planned.for_storage(name)
+        if action is not None and tally.password_sent and action.password_needed:
+            action = dataclasses.replace(action, password_needed=False)  # e.g. create -> enable
+        return action
 
     def _spec(self, name: str) -> StorageSpec | None:
         return self.specs.get(name)
@@ -306,6 +410,7 @@ class _Run:
         name = action.storage
         if action.kind == Kind.DELETE:
             self._write(tally, f"DELETE /storage/{name}", lambda: self.client.delete(name))
+            tally.wrote("deleted", "deleted")
             return
         spec = self._spec(name)
         if spec is None:
@@ -314,28 +419,13 @@ class _Run:
         if action.password_needed and password is None:  # pragma: no cover - plan guarantees
             raise _Failed("the password is needed but none is declared")
         if action.kind in (Kind.CREATE, Kind.RECREATE):
-            if action.kind == Kind.RECREATE:
-                self._write(tally, f"DELETE /storage/{name}", lambda: self.client.delete(name))
-            try:
-                self._write(
-                    tally,
-                    f"POST /storage {_shown(action.params)}",
-                    lambda: self.client.create(action.params, password=password),
-                )
-            except PveError as exc:
-                if action.kind == Kind.CREATE:
-                    raise
-                raise _Failed(
-                    f"deleted the old entry, but creating it again failed ({exc}); it is "
-                    "MISSING now - the next run creates it (backups on the PBS are untouched)"
-                ) from None
-            tally.created = True
-            tally.password_sent = True
-            if action.enable_after:
-                self._confirm_nodes_reach(action, spec, password)
-                raise _Enable
+            self._create(action, spec, password, tally)
             return
         sent = password if action.password_needed else None
+        if sent is not None and action.enables and not tally.confirmed:
+            # the password goes with the enable: every node must log in with it first
+            self._confirm_nodes_reach(action, spec, sent, tally)
+        before = (tally.left, tally.state)
         self._write(
             tally,
             f"PUT /storage/{name} {_shown(action.params, action.delete, sent is not None)}",
@@ -344,8 +434,50 @@ class _Run:
             ),
         )
         tally.password_sent = tally.password_sent or sent is not None
+        verb = _VERBS[action.kind]
         if action.enables:
-            self._verify_active(action, spec, tally)
+            what = "enabled" if action.kind == Kind.ENABLE else "updated and enabled"
+            tally.wrote(tally.left or verb, f"{what}, not yet confirmed active on every node")
+            try:
+                self._verify_active(action, spec, tally, sent is not None)
+            except _Failed:
+                if tally.state == "disabled again" and action.kind == Kind.ENABLE:
+                    tally.left = before[0]  # undone: the enable left nothing behind
+                raise
+        else:
+            tally.wrote(tally.left or verb, verb)
+
+    def _create(
+        self, action: Action, spec: StorageSpec, password: str | None, tally: _Tally
+    ) -> None:
+        name = action.storage
+        if action.kind == Kind.RECREATE:
+            self._write(tally, f"DELETE /storage/{name}", lambda: self.client.delete(name))
+            tally.wrote("deleted", f"deleted, not created again yet: it is MISSING ({_UNTOUCHED})")
+        try:
+            self._write(
+                tally,
+                f"POST /storage {_shown(action.params)}",
+                lambda: self.client.create(action.params, password=password),
+            )
+        except PveError as exc:
+            if _ALREADY_DEFINED in exc.message:  # another writer created it since our read
+                if action.kind == Kind.RECREATE:
+                    tally.left = "re-created"
+                raise _Taken from None
+            if action.kind == Kind.CREATE:
+                raise
+            raise _Failed(
+                f"deleted the old entry, but creating it again failed ({exc}); it is "
+                f"MISSING now - the next run creates it ({_UNTOUCHED})"
+            ) from None
+        tally.created = True
+        tally.password_sent = True
+        verb = _VERBS[action.kind]
+        tally.wrote(verb, f"{verb} disabled, not enabled yet (inert: no node uses it)")
+        if action.enable_after:
+            self._confirm_nodes_reach(action, spec, password, tally)
+            raise _Enable
 
     def _write(self, tally: _Tally, step: str, call: Callable[[], None]) -> None:
         """Send one write; after it (even a failed one) our digest is stale."""
@@ -361,6 +493,10 @@ class _Run:
         except PveError as exc:
             tally.steps.append(f"{step} -> {exc}")
             raise
+        except KeyboardInterrupt:
+            tally.steps.append(f"{step} -> interrupted, no answer")
+            tally.in_flight = step
+            raise
         tally.writes += 1
         tally.steps.append(step)
 
@@ -373,8 +509,11 @@ class _Run:
             self._nodes = self.client.nodes()
         return self._nodes
 
-    def _confirm_nodes_reach(self, action: Action, spec: StorageSpec, password: str | None) -> None:
-        """Before enabling a new entry: every node logs in to the PBS and sees the datastore."""
+    def _confirm_nodes_reach(
+        self, action: Action, spec: StorageSpec, password: str | None, tally: _Tally
+    ) -> None:
+        """Before enabling: every node logs in to the PBS with the declared password and sees
+        the datastore (`scan/pbs`), so an enable never starts nodes logging errors."""
         if password is None:  # pragma: no cover - a create always carries the password
             return
         problems: dict[str, str] = {}
@@ -392,13 +531,18 @@ class _Run:
                     "(missing, or no Datastore.Audit/Backup on it)"
                 )
         if problems:
+            done = "created disabled and left disabled" if tally.created else "left disabled"
             raise _Failed(
-                f"created disabled and left disabled: {_nodes_text(problems)} cannot reach "
-                f"{spec.server}:{spec.port}; fix that and re-run to enable it",
+                f"{done}: {_nodes_text(problems)} cannot reach {spec.server}:{spec.port} or log "
+                f"in as {spec.username} with the declared password; fix that (the declaration "
+                "or the network) and re-run to enable it",
                 tuple(sorted(problems)),
             )
+        tally.confirmed = True
 
-    def _verify_active(self, action: Action, spec: StorageSpec, tally: _Tally) -> None:
+    def _verify_active(
+        self, action: Action, spec: StorageSpec, tally: _Tally, password_sent: bool
+    ) -> None:
         """After enabling: every node must report the entry active, else disable it again."""
         inactive: dict[str, str] = {}
         for node in self._applicable_nodes(action):
@@ -413,6 +557,11 @@ class _Run:
         if not inactive:
             return
         problem = f"enabled, but {_nodes_text(inactive)} cannot reach {spec.server}:{spec.port}"
+        if not password_sent and spec.password is None:
+            problem += (
+                " (if PVE's stored password is wrong: declare `password` for it, and the next "
+                "run sends it with the enable)"
+            )
         try:
             self._disable_again(spec.name, tally)
         except PveError as exc:
@@ -421,6 +570,7 @@ class _Run:
                 "disable it by hand or re-run",
                 tuple(sorted(inactive)),
             ) from None
+        tally.state = "disabled again"
         raise _Failed(
             f"{problem}; disabled again - fix that and re-run to enable it",
             tuple(sorted(inactive)),

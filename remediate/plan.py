@@ -18,12 +18,16 @@ Decisions, each a safety rule (tests in `tests/remediate/test_remediate_plan.py`
   `disable=1`; `apply` enables the entry only after every node it applies to reaches the PBS.
 - Enabling an existing entry whose probes failed is refused; enabling one without evidence is
   allowed because `apply` confirms every node sees it active, and disables it again otherwise.
+- A declared-disabled storage is judged by the same rules: `reach.reach_for` probes its server
+  when the checks did not, so a server serving another certificate refuses it too. Created
+  disabled, it needs no connectivity (PVE never contacts a disabled entry's PBS).
 - Only `type: pbs` entries are ever looked at; undeclared ones get a `note`, or a `delete` with
   `prune_unmanaged`. `enabled: false` disables, never deletes.
 - The password never enters a plan: `password_needed` says `apply` must send the declared one.
-  It is sent on create/re-create, and with `rotate_secrets` to every declared storage that has
-  one (PVE cannot show the stored password, so there is no drift to detect: rotation is a
-  request, and a plan made with it is never empty).
+  It is sent on create/re-create, with the enable of a disabled entry (after every node logged
+  in with it: the stored one may be the wrong one a failed create left behind), and with
+  `rotate_secrets` to every declared storage that has one (PVE cannot show the stored password,
+  so there is no drift to detect: rotation is a request, and a plan made with it is never empty).
 """
 
 from __future__ import annotations
@@ -146,7 +150,8 @@ class Action:
             return [*fixed, " ".join(shown) + (" password=(set)" if self.password_needed else "")]
         details = [] if self.drift is None else [_change(d) for d in self.drift.diffs]
         if self.password_needed and self.kind != Kind.REFUSE:
-            details.append("password: (stored) -> (declared, rotated)")
+            how = "every node logs in with it first" if self.enables else "rotated"
+            details.append(f"password: (stored) -> (declared, {how})")
         return details
 
 
@@ -296,6 +301,8 @@ def _plan_create(
         if spec.enabled
         else "created disabled, as declared"
     )
+    if not spec.enabled and reach is not None and reach.served_fingerprint is None:
+        how += f"; its fingerprint is unconfirmed ({reach.problem or 'no TLS handshake'})"
     reason = how
     if kind == Kind.RECREATE:
         reason = f"deletes the PVE entry and creates it again ({how}) - {_UNTOUCHED}"
@@ -387,7 +394,9 @@ def _plan_update(
         params=params,
         delete=tuple(delete),
         drift=drift,
-        password_needed=rotate,
+        # Enabling sends the declared password too: a disabled entry's stored one may be the
+        # wrong one an earlier create left behind, and nothing else would ever replace it.
+        password_needed=rotate or (enabling and spec.password is not None),
         digest=digest,
         nodes=spec.nodes,
     )

@@ -28,7 +28,7 @@ from pbs_compliance.pve import PveClient, PveError, PveNotFound
 from pbs_compliance.verdicts import Verdict
 from remediate.apply import apply
 from remediate.plan import Plan, PlanOptions, Reachability, plan
-from remediate.reach import reachability
+from remediate.reach import reach_for
 
 HELP_REMEDIATE = "fix failed drift through the PVE API (create, update, enable, disable)"
 HELP_DRY_RUN = "with --remediate: attach and print the plan, write nothing"
@@ -136,8 +136,15 @@ class _Remediator:
         if evidence.live.error or evidence.live.skipped:
             self._note(report, "cannot remediate: PVE could not be read in this run")
             return
-        if self._reach is None:
-            self._reach = reachability(evidence, settings.config.storages)
+        if self._reach is None:  # probes the servers the checks skipped (disabled storages)
+            self._reach = reach_for(
+                settings.config.storages,
+                evidence.live.storages,
+                self.options,
+                evidence,
+                settings.nameservers,
+                settings.probe_timeout,
+            )
         if self.dry_run:
             text = self._plan(verdict, evidence.live.storages).describe()
             self._note(report, f"dry run, nothing written:\n{text}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -22,7 +24,7 @@ from pbs_compliance.lab.storage import (
     update_storage,
 )
 from pbs_compliance.pve import PveClient
-from remediate import Kind, PlanOptions, Reachability, Results, Status, apply, plan
+from remediate import Interrupted, Kind, PlanOptions, Reachability, Results, Status, apply, plan
 
 FP = (
     "54:52:3A:D2:43:F0:80:66:E3:D0:BB:D6:0B:28:50:9F:"
@@ -386,14 +388,34 @@ def test_enabling_an_existing_entry_is_verified_and_undone_on_failure(start_lab:
         passwords={"sleeping": PBS_PASSWORD},
         reach={"pve1": ALL_REACH["pve1"]},
     )
-    desired = [spec("sleeping")]
+    desired = [spec("sleeping", password=None)]  # no password: nothing to check nodes with first
     results = reconcile(lab, desired)
     failed = results.for_storage("sleeping")
     assert failed is not None
     assert failed.status == Status.FAILED
     assert failed.unreachable_nodes == ("pve2", "pve3")
     assert "nodes pve2 (not active), pve3 (not active)" in failed.reason
+    assert "if PVE's stored password is wrong: declare `password`" in failed.reason
     assert lab.entry("sleeping")["disable"] == 1  # type: ignore[index]
+    assert results.summary().startswith("0 created, 0 updated, 0 enabled, 0 disabled")
+
+
+def test_enabling_an_existing_entry_checks_every_node_first_and_writes_nothing_on_failure(
+    start_lab: StartLab,
+) -> None:
+    lab = start_lab(
+        cfg(section("sleeping", "disable")),
+        passwords={"sleeping": PBS_PASSWORD},
+        reach={"pve1": ALL_REACH["pve1"]},
+    )
+    failed = reconcile(lab, [spec("sleeping")]).results[0]
+    assert failed.status == Status.FAILED
+    assert failed.unreachable_nodes == ("pve2", "pve3")
+    assert failed.reason.startswith(
+        "left disabled: nodes pve2 (error fetching datastores - 500 Can't connect to pbs1.lab"
+    )
+    assert "or log in as root@pam with the declared password" in failed.reason
+    assert lab.writes() == []  # never enabled, so no node started logging errors
 
 
 def test_a_rejected_create_leaves_nothing_behind(start_lab: StartLab) -> None:
@@ -614,3 +636,120 @@ def test_apply_of_any_plan_converges_against_the_lab(
         again = plan(desired, client.storages(), options, reach)
         assert apply(again, client, desired, options, reach).writes == 0
         assert len(lab.writes()) == writes
+
+
+# ---- a wrong password left behind, racing writers, Ctrl-C --------------------------------------
+
+
+def test_a_corrected_password_is_sent_with_the_enable_of_the_entry_a_wrong_one_left_disabled(
+    start_lab: StartLab,
+) -> None:
+    lab = start_lab(cfg(), reach=ALL_REACH)
+    first = reconcile(lab, [spec("fresh", password="not-the-password")]).results[0]
+    assert first.status == Status.FAILED
+    assert first.reason.startswith("created disabled and left disabled: nodes pve1 (")
+    assert "401 Unauthorized" in first.reason
+    assert (lab.entry("fresh") or {})["disable"] == 1
+    assert lab.password("fresh") == "not-the-password"
+
+    # the declaration is fixed; the next run sends the corrected password with the enable
+    fixed = spec("fresh")
+    result = reconcile(lab, [fixed]).results[0]
+    assert (result.status, result.verb) == (Status.CHANGED, "enabled")
+    assert result.steps == ("PUT /storage/fresh disable=0 password=***",)
+    assert lab.password("fresh") == PBS_PASSWORD
+    assert_compliant(lab, fixed)
+    # the nodes logged in with the declared password before the enable, and confirmed it after
+    for node in ("pve1", "pve2", "pve3"):
+        assert lab.nodes[node].calls.count("pbs1.lab") >= 3
+    log = lab.log_path.read_text(encoding="utf-8")
+    assert PBS_PASSWORD not in log
+    assert "not-the-password" not in log
+
+
+def test_two_writers_creating_the_same_entries_at_once_both_succeed(start_lab: StartLab) -> None:
+    lab = start_lab(cfg(), reach=ALL_REACH)
+    desired = [spec("fresh"), spec("fresh-off", enabled=False, datastore="store2")]
+    reach = reach_ok(desired)
+    clients = [lab.client(), lab.client()]
+    plans = [plan(desired, c.storages(), DEFAULTS, reach) for c in clients]  # both: 2 creates
+    start = threading.Barrier(2)
+    results: dict[int, Results] = {}
+
+    def writer(i: int) -> None:
+        start.wait()
+        results[i] = apply(plans[i], clients[i], desired, DEFAULTS, reach, sleep=lambda _s: 0)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert set(results) == {0, 1}
+
+    posts = [r for r in lab.writes() if r["method"] == "POST"]
+    assert sorted(r["status"] for r in posts) == [200, 200, 500, 500]  # each create lost once
+    for i in (0, 1):
+        assert results[i].ok, results[i].describe()
+    lost = [r for i in (0, 1) for r in results[i].results if r.reason.startswith("another writer")]
+    assert sorted(r.storage for r in lost) == ["fresh", "fresh-off"]
+    for r in lost:
+        assert r.reason == "another writer created it at the same time"
+        assert any("storage ID '" + r.storage + "' already defined" in s for s in r.steps)
+    assert_compliant(lab, *desired)
+
+
+def test_ctrl_c_during_a_create_reports_it_created_disabled_and_the_rest_not_started(
+    start_lab: StartLab,
+) -> None:
+    if threading.current_thread() is not threading.main_thread():  # pragma: no cover
+        pytest.skip("SIGINT is handled in the main thread only")
+    lab = start_lab(cfg(section("z-drifted", "namespace x")), reach=ALL_REACH)
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def ctrl_c(what: str) -> None:  # while the nodes are asked, before the enable
+        if what == "scan":
+            signal.pthread_kill(main, signal.SIGINT)
+
+    lab.nodes["pve2"].hook = ctrl_c
+    desired = [spec("fresh"), spec("z-drifted")]
+    with pytest.raises(Interrupted) as stopped:
+        reconcile(lab, desired)
+    results = stopped.value.results
+    fresh = results.for_storage("fresh")
+    assert fresh is not None
+    assert fresh.status == Status.INTERRUPTED
+    assert fresh.line() == (
+        "fresh: interrupted - created disabled, not enabled yet (inert: no node uses it)"
+    )
+    assert fresh.steps[0].startswith("POST /storage ")
+    rest = results.for_storage("z-drifted")
+    assert rest is not None
+    assert (rest.status, rest.reason) == (Status.NOT_STARTED, "nothing sent")
+    assert results.summary() == (
+        "1 created, 0 updated, 0 enabled, 0 disabled, 0 re-created, 0 deleted, 0 refused, "
+        "0 failed, 0 unchanged, 1 interrupted, 1 not started"
+    )
+    assert "fresh: interrupted - created disabled" in str(stopped.value)
+    assert (lab.entry("fresh") or {})["disable"] == 1
+    assert not results.ok
+
+    lab.nodes["pve2"].hook = None  # a re-run continues where it stopped
+    again = reconcile(lab, desired)
+    verbs = {r.storage: r.verb for r in again.results}
+    assert verbs == {"fresh": "enabled", "z-drifted": "updated"}
+    assert_compliant(lab, *desired)
+
+
+def test_a_create_left_disabled_counts_as_created_and_failed(start_lab: StartLab) -> None:
+    reach = {"pve1": ALL_REACH["pve1"], "pve2": ALL_REACH["pve2"], "pve3": {}}
+    lab = start_lab(cfg(), reach=reach)
+    results = reconcile(lab, [spec("fresh")])
+    assert results.results[0].status == Status.FAILED
+    assert results.results[0].left == "created"
+    assert results.summary() == (
+        "1 created, 0 updated, 0 enabled, 0 disabled, 0 re-created, 0 deleted, 0 refused, "
+        "1 failed, 0 unchanged"
+    )
+    assert results.counts()["created"] == 1
