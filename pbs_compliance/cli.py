@@ -13,9 +13,11 @@ Conventions shared by all commands:
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 from dataclasses import dataclass
@@ -526,8 +528,11 @@ def results_dict(results: Results) -> list[dict[str, Any]]:
         "pbs fingerprint 192.0.2.10:8007 --output json",
         "pbs fingerprint pbs1.example.com --update homelab-backup --config config/pbs-storage.yaml",
         "pbs fingerprint --update homelab-backup      # HOST: the storage's declared server",
-        note="After a certificate renewal: confirm the new certificate on the PBS, --update, "
-        "commit, then `pbs apply` pushes the fingerprint to PVE.",
+        "pbs fingerprint pbs1.lab.example --config .lab/pbs-storage.yaml  # via the lab's DNS",
+        note="HOST is resolved by this machine's resolver (/etc/hosts, DNS); with --config, "
+        "through that config's dns.nameservers, as the checks do - the lab's names are known "
+        "only there.\n\nAfter a certificate renewal: confirm the new certificate on the PBS, "
+        "--update, commit, then `pbs apply` pushes the fingerprint to PVE.",
     )
 )
 def fingerprint(
@@ -542,14 +547,24 @@ def fingerprint(
             help="write the served fingerprint into this storage's entry of --config",
         ),
     ] = None,
-    config: ConfigOption = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            metavar="PATH",
+            help="a declaration: HOST resolves through its dns.nameservers, the port defaults "
+            "to the declared one, and --update writes into it",
+        ),
+    ] = None,
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.1, max=120, help="seconds for DNS, TCP and TLS")
     ] = 5.0,
     output: OutputOption = Output.text,
 ) -> None:
     """Connect to a PBS and show the SHA-256 fingerprint, subject, issuer and expiry of the
-    certificate it serves; with --update, pin it in the config (comments and layout kept)."""
+    certificate it serves; with --update, pin it in the config (comments and layout kept).
+    Names resolve through --config's dns.nameservers, or else this machine's resolver."""
     out = Out.create(output)
     settings = _settings(out, config) if (config is not None or update is not None) else None
     declared = None
@@ -577,7 +592,15 @@ def fingerprint(
     result, resolved = fetch(where, nameservers, timeout)
     cert = result.certificate
     if not result.ok or cert is None:
-        out.fail(1, f"no certificate from {where}: {result.error}", "tls", target=str(where))
+        message = f"no certificate from {where}: {result.error}"
+        if not nameservers and _system_cannot_resolve(where.host):
+            message = (
+                f"no certificate from {where}: this machine's resolver does not know "
+                f"'{where.host}'. Try --config FILE to resolve it through that config's "
+                "dns.nameservers (for the lab: --config .lab/pbs-storage.yaml, or the one in "
+                "its --state-dir)"
+            )
+        out.fail(1, message, "tls", target=str(where))
     now = _now()
     facts: dict[str, Any] = {
         "command": "fingerprint",
@@ -638,6 +661,22 @@ def fingerprint(
         else:
             out.print(f"{done['config']}: {done['storage']} already pins this certificate")
     raise typer.Exit(0)
+
+
+def _system_cannot_resolve(host: str) -> bool:
+    """Whether the name is unknown to this machine's resolver (an IP address never is)."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return False
+    except ValueError:
+        pass
+    try:
+        socket.getaddrinfo(host, None)
+    except socket.gaierror:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _declared_port(settings: RunSettings | None, host: str) -> int:
@@ -729,6 +768,7 @@ def _announce(out: Out, lab: Lab) -> None:
                 "nodes": list(lab.scenario.nodes),
                 "pbs_servers": {name: f"{s.address}:{s.port}" for name, s in lab.pbs.items()},
                 "files": {name: str(path) for name, path in files.items()},
+                "notes": lab.notes,
             }
         )
         return
@@ -736,6 +776,10 @@ def _announce(out: Out, lab: Lab) -> None:
     out.print(f"  nodes        {', '.join(lab.scenario.nodes)}")
     for name, server in lab.pbs.items():
         out.print(f"  PBS          {name} on {server.address}:{server.port}")
+    assert lab.dns is not None
+    out.print(f"  DNS          {lab.dns.address}:{lab.dns.port} (knows the lab's PBS names)")
+    for note in lab.notes:
+        out.print(f"note: {note}", style="yellow")
     out.print(f"files in {directory}:")
     out.print(f"  {files['lab.json']}          everything about the lab (private: has secrets)")
     out.print(f"  {files['lab.env']}           the secrets the config references (mode 0600)")
@@ -744,8 +788,12 @@ def _announce(out: Out, lab: Lab) -> None:
     out.print(f"  set -a; . {files['lab.env']}; set +a")
     out.print(f"  pytest checks/ --pbs-config {files['pbs-storage.yaml']}")
     out.print(f"  pbs status --config {files['pbs-storage.yaml']}")
-    out.print("break it on purpose (pbs lab fault --help):")
     first = next(iter(lab.pbs), "NAME")
+    out.print(
+        f"  pbs fingerprint {first} --config {files['pbs-storage.yaml']}"
+        "   # the lab's names resolve only through its DNS (the config's dns.nameservers)"
+    )
+    out.print("break it on purpose (pbs lab fault --help):")
     out.print(f"  pbs lab fault --state-dir {directory} pbs {first} --mode down")
     out.print(f"  pbs lab fault --state-dir {directory} pbs {first} --renew")
     out.print(

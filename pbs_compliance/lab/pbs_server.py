@@ -366,8 +366,14 @@ class PbsServer:
     """One lab PBS. ``start()``/``stop()`` are idempotent; faults switch at runtime."""
 
     def __init__(
-        self, spec: PbsServerSpec, cert_dir: Path, certificate: CertPair | None = None
+        self,
+        spec: PbsServerSpec,
+        cert_dir: Path,
+        certificate: CertPair | None = None,
+        expired_certificate: CertPair | None = None,
     ) -> None:
+        """`certificate`: the server's own (valid) certificate, new if None; with `spec.expired`
+        the server serves `expired_certificate` (new if None) until `set_expired(False)`."""
         self.spec = spec
         self.address = spec.address
         self.port = spec.port
@@ -379,6 +385,8 @@ class PbsServer:
         self._expired = spec.expired
         self._generation = 0
         self._cert = CertPair(b"", b"")
+        self._valid_cert: CertPair | None = certificate  # what --no-expired serves again
+        self._expired_cert: CertPair | None = expired_certificate
         self._ssl_context: ssl.SSLContext | None = None
         self._socket: socket.socket | None = None  # listening, or bound-only while down
         self._accept_thread: threading.Thread | None = None
@@ -389,7 +397,7 @@ class PbsServer:
         self.last_sni: str | None = None  # server name of the latest handshake, for tests
         # Connections by how far they got: accepted (TCP), TLS handshake done, >= 1 API request.
         self._counts = {"tcp": 0, "tls": 0, "api": 0}
-        self._install_new_certificate(certificate)
+        self._install_certificate()
 
     def __repr__(self) -> str:
         return f"PbsServer({self.spec.name!r}, {self.address}:{self.port}, mode={self._mode})"
@@ -469,39 +477,69 @@ class PbsServer:
                 self._close_parked()
 
     def renew_certificate(self) -> str:
-        """New key and certificate; new handshakes see them, open connections keep theirs."""
+        """New key and certificate; new handshakes see them, open connections keep theirs.
+
+        While expired, the renewal is expired too, and `set_expired(False)` still goes back
+        to the valid certificate from before."""
         with self._lock:
-            self._install_new_certificate()
+            if self._expired:
+                self._expired_cert = None
+            else:
+                self._valid_cert = None
+            self._install_certificate()
             return self.fingerprint
 
     def set_expired(self, expired: bool) -> None:
+        """Serve an expired certificate, or the valid one from before again (same fingerprint)."""
         with self._lock:
             if expired != self._expired:
                 self._expired = expired
-                self._install_new_certificate()
+                self._install_certificate()
 
     # -- certificates ------------------------------------------------------------------------
 
     @property
     def certificate(self) -> CertPair:
-        """The current certificate and key (a restarted lab serves the same one again)."""
+        """The certificate and key served now."""
         return self._cert
 
-    def _install_new_certificate(self, reuse: CertPair | None = None) -> None:
-        now = dt.datetime.now(dt.UTC)
-        validity: dict[str, dt.datetime] = {}
+    @property
+    def expired(self) -> bool:
+        return self._expired
+
+    @property
+    def valid_certificate(self) -> CertPair | None:
+        """The server's own certificate, served whenever it is not expired (None: while expired
+        since the start, until `set_expired(False)` makes one). A restarted lab keeps it."""
+        return self._valid_cert
+
+    @property
+    def expired_certificate(self) -> CertPair | None:
+        """The expired certificate served while expired (None until first expired)."""
+        return self._expired_cert
+
+    def _install_certificate(self) -> None:
+        """Serve the kept certificate for the current state, made first if there is none."""
         if self._expired:
-            validity = {
-                "not_before": now - dt.timedelta(days=400),
-                "not_after": now - dt.timedelta(days=30),
-            }
-        pair = reuse or self_signed(self.spec.name, [self.spec.name], [self.address], **validity)
+            if self._expired_cert is None:
+                now = dt.datetime.now(dt.UTC)
+                self._expired_cert = self._new_certificate(
+                    not_before=now - dt.timedelta(days=400), not_after=now - dt.timedelta(days=30)
+                )
+            pair = self._expired_cert
+        else:
+            if self._valid_cert is None:
+                self._valid_cert = self._new_certificate()
+            pair = self._valid_cert
         self._generation += 1
         cert_path, key_path = pair.write(self._cert_dir, f"{self.spec.name}-{self._generation}")
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert_path, key_path)
         context.sni_callback = self._record_sni
         self._cert, self._ssl_context = pair, context
+
+    def _new_certificate(self, **validity: dt.datetime) -> CertPair:
+        return self_signed(self.spec.name, [self.spec.name], [self.address], **validity)
 
     def _record_sni(self, _sock: Any, server_name: str | None, _context: Any) -> None:
         self.last_sni = server_name

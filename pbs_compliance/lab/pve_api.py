@@ -579,7 +579,11 @@ class PveApiServer:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(str(config.cert_file), str(config.key_file))
         self._app.ssl_fingerprint = _cert_fingerprint(config.cert_file)
-        self._server: _Server | None = _Server((config.host, config.port), self._app, context)
+        try:
+            self._server: _Server | None = _Server((config.host, config.port), self._app, context)
+        except OSError:  # the port is taken: nothing may stay open
+            self._log.close()
+            raise
         self._thread: threading.Thread | None = None
         self._stopped = False
 

@@ -8,6 +8,7 @@ views, then the PVE API; only when everything listens are `lab.json`, `lab.env` 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import re
 import secrets
@@ -72,6 +73,10 @@ class Lab:
         self.node_dns: dict[str, DnsServer] = {}
         self.pve: PveApiServer | None = None
         self.env: dict[str, str] = {}
+        # Things the person who started the lab should know (a kept port that was taken, ...).
+        self.notes: list[str] = []
+        self._pve_identity: tuple[bytes, CertPair] | None = None
+        self._pve_port = 0
         self._pbs_credentials: dict[str, dict[str, str]] = {}
         self.token_secret = token_secret()
         self.readonly_token_secret = token_secret()
@@ -116,11 +121,21 @@ class Lab:
             raise
 
     def _start(self) -> None:
-        ca = CertificateAuthority.create("pbs-compliance lab CA")
-        self.ca_file.write_bytes(ca.cert_pem)
         cert_dir = self.state_dir / "certs"
         cert_dir.mkdir(exist_ok=True)
         kept = self._kept_state()
+        kept_pve = kept.get("pve", {})
+        if {"ca_pem", "cert_pem", "key_pem"} <= kept_pve.keys():
+            ca_pem = kept_pve["ca_pem"].encode()
+            pve_cert = CertPair(kept_pve["cert_pem"].encode(), kept_pve["key_pem"].encode())
+        else:
+            ca = CertificateAuthority.create("pbs-compliance lab CA")
+            ca_pem = ca.cert_pem
+            pve_cert = ca.issue(
+                "pve.lab", dns_names=["localhost", "pve.lab"], ip_addresses=["127.0.0.1"]
+            )
+        self.ca_file.write_bytes(ca_pem)
+        self._pve_identity = (ca_pem, pve_cert)
         for server in self.scenario.pbs_servers:
             before = kept.get("servers", {}).get(server.name, {})
             old = before.get("credentials", {})
@@ -139,77 +154,122 @@ class Lab:
                 acl=server.acl,
                 expired=server.expired,
             )
-            certificate = None
-            if "cert_pem" in before and not server.expired:
-                certificate = CertPair(before["cert_pem"].encode(), before["key_pem"].encode())
-            pbs = self._start_pbs(spec, cert_dir, certificate)
+            pbs = self._start_pbs(spec, cert_dir, *_kept_certificates(before))
             self.pbs[server.name] = pbs
             if server.mode != "up":
                 pbs.set_mode(server.mode)
 
         records = {s.name: [s.address] for s in self.scenario.pbs_servers if s.in_dns}
         records.update(self.scenario.dns_records)
-        self.dns = DnsServer(records, self.scenario.dns_cnames)
-        self.dns.start()
+        self.dns = self._start_dns(records, kept.get("dns_port", 0), "the lab's DNS", "dns")
         agents: dict[str, LabNodeAgent] = {}
+        kept_node_ports = kept.get("node_dns_ports", {})
         for node in self.scenario.nodes:
             hidden = {h.lower() for h in self.scenario.dns_hidden.get(node, [])}
             view = {n: a for n, a in records.items() if n.lower() not in hidden}
-            node_dns = DnsServer(view, self.scenario.dns_cnames)
-            node_dns.start()
+            node_dns = self._start_dns(
+                view, kept_node_ports.get(node, 0), f"the resolver of {node}", f"node_dns.{node}"
+            )
             self.node_dns[node] = node_dns
             agents[node] = LabNodeAgent(
                 node, (node_dns.address, node_dns.port), timeout=self.scenario.node_timeout
             )
 
-        pve_cert = ca.issue(
-            "pve.lab", dns_names=["localhost", "pve.lab"], ip_addresses=["127.0.0.1"]
-        )
         cert_file, key_file = pve_cert.write(cert_dir, "pve")
         storage_cfg, passwords = self._initial_storage()
-        self.pve = PveApiServer(
-            PveServerConfig(
-                state_dir=self.state_dir,
-                cert_file=cert_file,
-                key_file=key_file,
-                nodes=agents,
-                principals=[
-                    Principal(ADMIN_USER, self.password, ALL_PRIVILEGES),
-                    Principal(TOKEN_ID, self.token_secret, ALL_PRIVILEGES),
-                    Principal(
-                        READONLY_TOKEN_ID,
-                        self.readonly_token_secret,
-                        frozenset({"Datastore.Audit"}),
-                    ),
-                ],
-                request_log=self.request_log,
-                initial_storage_cfg=storage_cfg,
-                initial_passwords=passwords,
-                auth_failure_delay=self.scenario.auth_failure_delay,
-                admin_handler=self._admin,
-            )
+        pve_config = PveServerConfig(
+            state_dir=self.state_dir,
+            cert_file=cert_file,
+            key_file=key_file,
+            nodes=agents,
+            principals=[
+                Principal(ADMIN_USER, self.password, ALL_PRIVILEGES),
+                Principal(TOKEN_ID, self.token_secret, ALL_PRIVILEGES),
+                Principal(
+                    READONLY_TOKEN_ID,
+                    self.readonly_token_secret,
+                    frozenset({"Datastore.Audit"}),
+                ),
+            ],
+            request_log=self.request_log,
+            initial_storage_cfg=storage_cfg,
+            initial_passwords=passwords,
+            auth_failure_delay=self.scenario.auth_failure_delay,
+            admin_handler=self._admin,
         )
+        self.pve = self._start_pve(pve_config, kept_pve.get("port", 0))
+        self._pve_port = self.pve.port
         for view_name, fault in self.scenario.dns_faults.items():
             target = self.dns if view_name == "admin" else self.node_dns.get(view_name)
             if target is None:
-                raise LabError(f"dns_faults: no view '{view_name}' (use 'admin' or a node name)")
+                raise LabError(
+                    f"dns_faults: no view '{view_name}'; the views are 'admin' (what this tool's "
+                    f"DNS check asks) and the nodes {', '.join(self.scenario.nodes)}"
+                )
             target.set_fault(fault)
         self.pve.start()
         if self.scenario.pve_faults:
-            self.pve.faults.set(**self.scenario.pve_faults)
+            try:
+                self.pve.faults.set(**self.scenario.pve_faults)
+            except ValueError as exc:
+                raise LabError(f"pve_faults: {exc}") from None
         self._write_files()
 
+    def _start_dns(
+        self, view: Mapping[str, list[str]], port: int, what: str, key: str
+    ) -> DnsServer:
+        """A DNS server on last run's port, so saved configs still find it; any port if taken."""
+        server = DnsServer(view, self.scenario.dns_cnames, port=port)
+        try:
+            server.start()
+        except OSError as exc:
+            if port == 0:
+                raise
+            server = DnsServer(view, self.scenario.dns_cnames)
+            server.start()
+            self._moved(what, key, port, server.port, exc)
+        return server
+
+    def _start_pve(self, config: PveServerConfig, port: int) -> PveApiServer:
+        """The PVE API on last run's port, so saved URLs still work; any port if taken."""
+        try:
+            return PveApiServer(dataclasses.replace(config, port=port))
+        except OSError as exc:
+            if port == 0:
+                raise
+            server = PveApiServer(config)
+            self._moved("the PVE API", "pve.url", port, server.port, exc)
+            return server
+
+    def _moved(self, what: str, key: str, old: int, new: int, exc: OSError) -> None:
+        self.notes.append(
+            f"{what} listened on port {old} last run, but that port is taken now "
+            f"({exc.strerror or exc}: another program or lab?); it listens on {new} instead. "
+            f"Configs saved from the last run need the new port ({key} in lab.json)"
+        )
+
     def _start_pbs(
-        self, spec: PbsServerSpec, cert_dir: Path, certificate: CertPair | None
+        self,
+        spec: PbsServerSpec,
+        cert_dir: Path,
+        certificate: CertPair | None,
+        expired_certificate: CertPair | None,
     ) -> PbsServer:
-        pbs = PbsServer(spec, cert_dir, certificate)
+        pbs = PbsServer(spec, cert_dir, certificate, expired_certificate)
         try:
             pbs.start()
             return pbs
         except OSError as exc:
             scenario_port = next(s.port for s in self.scenario.pbs_servers if s.name == spec.name)
             if scenario_port == 0 and spec.port != 0:  # last run's port is taken: any will do
-                return self._start_pbs(dataclasses.replace(spec, port=0), cert_dir, certificate)
+                moved = self._start_pbs(
+                    dataclasses.replace(spec, port=0),
+                    cert_dir,
+                    pbs.valid_certificate,
+                    pbs.expired_certificate,
+                )
+                self._moved(f"PBS {spec.name}", "pbs_servers", spec.port, moved.port, exc)
+                return moved
             raise LabError(
                 f"PBS server {spec.name} cannot listen on {spec.address}:{spec.port}: "
                 f"{exc.strerror} (another lab running? use port 0)"
@@ -243,16 +303,28 @@ class Lab:
         return kept
 
     def _keep_state(self) -> None:
-        servers = {
-            name: {
-                "credentials": self._pbs_credentials[name],
-                "port": pbs.port,
-                "cert_pem": pbs.certificate.cert_pem.decode(),
-                "key_pem": pbs.certificate.key_pem.decode(),
+        servers: dict[str, dict[str, Any]] = {}
+        for name, pbs in self.pbs.items():
+            kept: dict[str, Any] = {"credentials": self._pbs_credentials[name], "port": pbs.port}
+            pairs = {"": pbs.valid_certificate, "expired_": pbs.expired_certificate}
+            for prefix, pair in pairs.items():
+                if pair is not None:
+                    kept[f"{prefix}cert_pem"] = pair.cert_pem.decode()
+                    kept[f"{prefix}key_pem"] = pair.key_pem.decode()
+            servers[name] = kept
+        pve: dict[str, Any] = {}
+        if self.pve is not None and self._pve_identity is not None:
+            ca_pem, pve_cert = self._pve_identity
+            pve = {
+                "port": self._pve_port,
+                "ca_pem": ca_pem.decode(),
+                "cert_pem": pve_cert.cert_pem.decode(),
+                "key_pem": pve_cert.key_pem.decode(),
             }
-            for name, pbs in self.pbs.items()
-        }
         state = {
+            "pve": pve,
+            "dns_port": self.dns.port if self.dns is not None else 0,
+            "node_dns_ports": {node: dns.port for node, dns in self.node_dns.items()},
             "token_secret": self.token_secret,
             "readonly_token_secret": self.readonly_token_secret,
             "password": self.password,
@@ -461,6 +533,23 @@ class Lab:
             f"no lab fault at {path}; the lab's fault routes are POST /_lab/pbs/NAME, "
             "/_lab/dns and /_lab/faults (`pbs lab fault --help`)",
         )
+
+
+def _kept_certificates(kept: Mapping[str, Any]) -> tuple[CertPair | None, CertPair | None]:
+    """(valid, expired) certificate of a server in lab-state.json, each None if not kept.
+
+    The scenario says whether the server starts expired; either way it serves the kept
+    certificate for that state, so what the kept storage.cfg pins still matches. A state file
+    of an older lab has one certificate, whichever was served: its dates tell which it is.
+    """
+    valid = expired = None
+    if "cert_pem" in kept:
+        valid = CertPair(kept["cert_pem"].encode(), kept["key_pem"].encode())
+    if "expired_cert_pem" in kept:
+        expired = CertPair(kept["expired_cert_pem"].encode(), kept["expired_key_pem"].encode())
+    elif valid is not None and valid.not_after <= dt.datetime.now(dt.UTC):
+        valid, expired = None, valid
+    return valid, expired
 
 
 def _write_private(path: Path, text: str) -> None:

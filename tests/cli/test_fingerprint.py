@@ -221,3 +221,26 @@ def test_update_of_an_unusable_file_is_a_config_error(tmp_path: Path, text: str)
         update_fingerprint(config, "a1", "AB:CD")
     with pytest.raises(ConfigError, match="cannot read"):
         update_fingerprint(tmp_path / "missing.yaml", "a1", "AB:CD")
+
+
+def test_a_name_this_machine_cannot_resolve_points_to_config_and_its_nameservers(
+    invoke: Invoke,
+) -> None:
+    result = invoke("fingerprint", "pbs1.lab.example", "--timeout", "2")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "pbs: no certificate from pbs1.lab.example:8007: this machine's resolver does not know "
+        "'pbs1.lab.example'. Try --config FILE to resolve it through that config's "
+        "dns.nameservers (for the lab: --config .lab/pbs-storage.yaml"
+    )
+    data = as_json(invoke("fingerprint", "pbs1.lab.example", "--timeout", "2", "-o", "json"))
+    assert "Try --config FILE" in data["message"]
+    refused = invoke("fingerprint", "127.0.0.1:9", "--timeout", "1")  # resolved, nothing there
+    assert "--config" not in refused.stderr
+
+
+def test_help_says_names_resolve_through_the_configs_nameservers(invoke: Invoke) -> None:
+    text = " ".join(invoke("fingerprint", "--help").stdout.split())
+    assert "with --config, through that config's dns.nameservers" in text
+    assert "pbs fingerprint pbs1.lab.example --config .lab/pbs-storage.yaml" in text
+    assert "HOST resolves through its dns.nameservers" in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -249,3 +250,97 @@ def test_pve_fault_help_lists_every_key_with_its_meaning(invoke: Invoke) -> None
     lines = [line.split() for line in result.stdout.splitlines()]
     for key, meaning in FAULT_HELP.items():
         assert [key, *meaning.split()] in lines, key
+
+
+def test_every_hint_lab_serve_prints_works_as_printed(tmp_path: Path) -> None:
+    """The commands `pbs lab serve` tells a person to run, run verbatim from another shell."""
+    state = tmp_path / "state"
+    process = subprocess.Popen(
+        [
+            PBS,
+            "lab",
+            "serve",
+            "--spec",
+            ephemeral_spec(tmp_path / "spec.yaml"),
+            "--state-dir",
+            state,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    hints: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("stop with Ctrl-C"):
+                break
+            if line.strip().startswith(("pbs lab fault", "pbs fingerprint")):
+                hints.append(line.split("#", 1)[0].strip())
+        lab = json.loads((state / "lab.json").read_text(encoding="utf-8"))
+        secrets = dict(
+            line.split("=", 1) for line in (state / "lab.env").read_text("utf-8").splitlines()
+        )
+        env = {**os.environ, **secrets, "NO_COLOR": "1"}  # after `set -a; . lab.env; set +a`
+        assert [hint.split()[:3] for hint in hints] == [
+            ["pbs", "fingerprint", "pbs1.lab.example"],
+            ["pbs", "lab", "fault"],
+            ["pbs", "lab", "fault"],
+            ["pbs", "lab", "fault"],
+        ]
+        for hint in hints:
+            done = subprocess.run(
+                [PBS, *shlex.split(hint)[1:]],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+                env=env,
+            )
+            assert done.returncode == 0, (hint, done.stderr)
+        pbs1 = next(s for s in lab["pbs_servers"] if s["name"] == "pbs1.lab.example")
+        assert refused(pbs1["address"], pbs1["port"])  # the `--mode down` hint took effect
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=20)
+
+
+def test_no_expired_serves_the_original_certificate_again(invoke: Invoke, lab: Lab) -> None:
+    pbs = lab.pbs["pbs3.lab.example"]
+    original = pbs.fingerprint
+    where = ("--state-dir", lab.state_dir)
+    expired = as_json(
+        invoke("lab", "fault", *where, "pbs", pbs.spec.name, "--expired", "-o", "json")
+    )
+    assert expired["result"]["fingerprint"] != original
+    undone = as_json(
+        invoke("lab", "fault", *where, "pbs", pbs.spec.name, "--no-expired", "-o", "json")
+    )
+    assert undone["result"]["fingerprint"] == original
+    result = invoke("fingerprint", f"{pbs.address}:{pbs.port}", "-o", "json")
+    assert as_json(result)["fingerprint"] == original  # what the socket serves
+    assert as_json(result)["expired"] is False
+
+
+def test_a_restart_on_taken_ports_says_so_when_it_announces_itself(
+    invoke: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "wait_for_signal", lambda: "SIGINT")
+    spec = ephemeral_spec(tmp_path / "spec.yaml")
+    state = tmp_path / "s"
+    first = invoke("lab", "serve", "--spec", spec, "--state-dir", state, "-o", "json")
+    assert first.exit_code == 0, first.output
+    ready = _documents(first.stdout)[0]
+    assert ready["notes"] == []
+    pve_port = int(str(ready["pve"]).rpartition(":")[2])
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", pve_port))
+        holder.listen(1)
+        again = invoke("lab", "serve", "--spec", spec, "--state-dir", state)
+    assert again.exit_code == 0, again.output
+    assert (
+        f"note: the PVE API listened on port {pve_port} last run, but that port is taken now"
+        in again.stdout
+    )
+    assert "Configs saved from the last run need the new port (pve.url in lab.json)" in again.stdout

@@ -367,6 +367,39 @@ def test_expired_certificate_and_back(
     assert cert.not_valid_after_utc > dt.datetime.now(dt.UTC)
 
 
+def test_no_longer_expired_serves_the_original_certificate_again(
+    pbs: PbsServer, fetch_certificate: Callable[..., bytes]
+) -> None:
+    original = pbs.fingerprint
+    pbs.set_expired(True)
+    expired = fingerprint_of_der(fetch_certificate(pbs.address, pbs.port))
+    assert expired == pbs.fingerprint != original
+    pbs.set_expired(False)  # the undo of --expired: the same certificate as before, not a new one
+    assert fingerprint_of_der(fetch_certificate(pbs.address, pbs.port)) == original
+    assert pbs.fingerprint == original
+    pbs.set_expired(True)  # expiring again serves the same expired certificate again
+    assert fingerprint_of_der(fetch_certificate(pbs.address, pbs.port)) == expired
+
+
+def test_a_renewal_while_expired_is_expired_and_the_undo_still_restores_the_original(
+    pbs: PbsServer, fetch_certificate: Callable[..., bytes]
+) -> None:
+    original = pbs.fingerprint
+    pbs.set_expired(True)
+    expired = pbs.fingerprint
+    renewed = pbs.renew_certificate()
+    assert renewed not in (expired, original)
+    cert = x509.load_der_x509_certificate(fetch_certificate(pbs.address, pbs.port))
+    assert cert.not_valid_after_utc < dt.datetime.now(dt.UTC)
+    pbs.set_expired(False)
+    assert fingerprint_of_der(fetch_certificate(pbs.address, pbs.port)) == original
+    new = pbs.renew_certificate()  # renewing a valid certificate replaces the original
+    assert new != original
+    pbs.set_expired(True)
+    pbs.set_expired(False)
+    assert fingerprint_of_der(fetch_certificate(pbs.address, pbs.port)) == new
+
+
 def test_server_started_expired_serves_an_expired_certificate(
     start_pbs: Callable[..., PbsServer], fetch_certificate: Callable[..., bytes]
 ) -> None:
