@@ -709,7 +709,12 @@ def _updated_dict(updated: Updated) -> dict[str, Any]:
 def lab_serve(
     spec: Annotated[
         Path | None,
-        typer.Option("--spec", metavar="FILE", help="a lab scenario (YAML); default: built-in"),
+        typer.Option(
+            "--spec",
+            metavar="FILE",
+            help="a lab scenario (YAML; every key with an example: README, 'The lab'); "
+            "default: the built-in lab",
+        ),
     ] = None,
     state_dir: Annotated[
         Path,

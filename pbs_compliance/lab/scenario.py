@@ -54,7 +54,7 @@ class StorageScenario(_Spec):
     datastore: str | None = None
     username: str = "root@pam"
     password: str | None = None
-    fingerprint: str | None = None  # "auto" (default) = the served certificate's
+    fingerprint: str | None = None  # None (default) = the served certificate's
     options: dict[str, str] = Field(default_factory=dict)  # any other storage.cfg option, verbatim
     declare: bool = True  # written into the generated pbs-storage.yaml
 
