@@ -70,7 +70,7 @@ PRUNE_KEYS = (
 def _shown(value: str) -> str:
     """The value quoted for a message, invisible characters escaped: 'pbs1\\n', 'pb\\u017f1'."""
     text = ascii(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _plain(value: str, what: str) -> None:
