@@ -12,14 +12,14 @@ from pbs_compliance.plugin import Compliance
 @pytest.mark.drift
 def test_drift(pbs_storage: StorageSpec, pbs: Compliance) -> None:
     """The PVE entry exists and every managed property equals the declaration."""
-    pbs.check(verdicts.drift(pbs_storage, pbs.evidence.live))
+    pbs.check(verdicts.drift(pbs_storage, pbs.evidence.live, pbs.server(pbs_storage)))
 
 
 @pytest.mark.nodes
 def test_node(pbs_node_target: tuple[StorageSpec, str | None], pbs: Compliance) -> None:
     """This node reports the storage enabled and active, and can log in with its password."""
     spec, node = pbs_node_target
-    pbs.check(verdicts.node(spec, node or "(unknown)", pbs.evidence.live))
+    pbs.check(verdicts.node(spec, node or "(unknown)", pbs.evidence.live, pbs.server(spec)))
 
 
 @pytest.mark.unmanaged

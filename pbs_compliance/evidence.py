@@ -5,20 +5,24 @@ connected and handshaken exactly once however many storages point at it, all ser
 time, so a dead server costs one timeout in total. PVE is read once (`GET /storage`) plus once per
 node. The result is plain data that serialises to JSON, because under xdist the controller
 gathers it and the workers only judge it.
+
+This is a boundary: nothing raised while gathering leaves it. A probe stage or a PVE read that
+fails in a way nobody foresaw (a bug, a library's warning turned into an error) becomes that
+stage's failure, reported on the cases of the storages it concerns, and the run goes on. No
+secret, nor anything derived from one, is kept here: scans are filed by node and storage name.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from pbs_compliance.config import StorageSpec
-from pbs_compliance.probes.dns import DnsResult, resolve
+from pbs_compliance.probes.dns import DnsResult, ResolverAnswer, resolve
 from pbs_compliance.probes.tcp import TcpResult, connect
 from pbs_compliance.probes.tls import TlsResult, handshake
 from pbs_compliance.pve import PveClient, PveError
@@ -68,16 +72,39 @@ def server_key(server: str, port: int) -> str:
 def probe_server(
     server: str, port: int, nameservers: Sequence[tuple[str, int]], timeout: float
 ) -> ServerEvidence:
-    """DNS, then TCP to every address, then one TLS handshake on the first that connected."""
-    dns = resolve(server, nameservers, timeout)
+    """DNS, then TCP to every address, then one TLS handshake on the first that connected.
+
+    Each stage that raises (it should not) is that stage's failure, named as unexpected."""
+    try:
+        dns = resolve(server, nameservers, timeout)
+    except Exception as exc:  # the boundary: a failed probe, never a failed run
+        answer = ResolverAnswer("the DNS probe", 0, "error", detail=unexpected(exc))
+        dns = DnsResult(server, (), (answer,), is_literal=False)
     if not dns.ok:
         return ServerEvidence(server, port, dns)
-    tcp = tuple(connect(address, port, timeout) for address in dns.addresses)
+    tcp = tuple(_connect(address, port, timeout) for address in dns.addresses)
     reachable = next((t.address for t in tcp if t.ok), None)
     if reachable is None:
         return ServerEvidence(server, port, dns, tcp)
     sni = None if dns.is_literal else server
-    return ServerEvidence(server, port, dns, tcp, handshake(reachable, port, sni, timeout))
+    try:
+        tls = handshake(reachable, port, sni, timeout)
+    except Exception as exc:  # the boundary
+        tls = TlsResult(reachable, port, sni, False, unexpected(exc), 0.0, kind="error")
+    return ServerEvidence(server, port, dns, tcp, tls)
+
+
+def _connect(address: str, port: int, timeout: float) -> TcpResult:
+    try:
+        return connect(address, port, timeout)
+    except Exception as exc:  # the boundary
+        return TcpResult(address, port, False, unexpected(exc), 0.0, "error")
+
+
+def unexpected(exc: BaseException, redact: Callable[[str], str] = str) -> str:
+    """An exception nobody foresaw, in one line (its frames are dropped with it)."""
+    kind = "a warning raised as an error" if isinstance(exc, Warning) else "unexpected error"
+    return f"{kind}: {type(exc).__name__}: {redact(str(exc))}"
 
 
 @dataclass(frozen=True)
@@ -123,10 +150,15 @@ class LiveState:
 
 
 def scan_key(node: str, spec: StorageSpec) -> str:
-    """Identity of a scan: same node, server, port, user, password and fingerprint = same answer."""
-    secret = spec.password.get_secret_value() if spec.password else ""
-    digest = hashlib.sha256(secret.encode()).hexdigest()[:16]
-    return f"{node}|{spec.server}|{spec.port}|{spec.username}|{spec.fingerprint}|{digest}"
+    """Where the scan of one storage from one node is filed: by names only, never by anything
+    derived from its password (a hash prefix lets anyone test guesses offline)."""
+    return f"{node}|{spec.name}"
+
+
+def pinned_fingerprint(entry: Mapping[str, Any]) -> str | None:
+    """The fingerprint PVE pins for an entry (None: PVE verifies against the CAs instead)."""
+    value = entry.get("fingerprint")
+    return str(value) if value else None
 
 
 def applies_to(spec: StorageSpec, nodes: Iterable[str]) -> list[str]:
@@ -139,42 +171,52 @@ def read_live(client: PveClient, storages: Sequence[StorageSpec]) -> LiveState:
     """One storage-list read, one node list, one view per node, one scan per distinct login."""
     state = LiveState()
     try:
-        state.storages = client.storages()
-        state.nodes = client.nodes()
+        _read_live(client, storages, state)
     except PveError as exc:
         state.error = str(exc)
-        return state
+    except Exception as exc:  # the boundary: PVE could not be judged, the run goes on
+        state.error = unexpected(exc, client.redact)
+    if state.error:
+        return LiveState(error=state.error)
+    return state
+
+
+def _read_live(client: PveClient, storages: Sequence[StorageSpec], state: LiveState) -> None:
+    state.storages = client.storages()
+    state.nodes = client.nodes()
     # Views and scans all at once: a dead PBS's scans must not queue behind the node views.
     with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
         views = {node: pool.submit(client.node_storages, node) for node in state.nodes}
-        scans: dict[str, Any] = {}
+        logins: dict[tuple[object, ...], Future[NodeScan]] = {}
+        filed: dict[str, Future[NodeScan]] = {}
         for spec in storages:
-            if spec.password is None or not spec.enabled:
-                continue
+            entry = state.pbs_entries.get(spec.name)
+            if spec.password is None or not spec.enabled or entry is None:
+                continue  # no entry in PVE: its node cases skip (see the drift case)
+            # The password is proven with what PVE pins, not with the declared fingerprint: a
+            # wrong declared fingerprint is the fingerprint case's fault, not the nodes'.
+            fingerprint = pinned_fingerprint(entry)
             for node in applies_to(spec, state.nodes):
-                key = scan_key(node, spec)
-                if key not in scans:
-                    scans[key] = pool.submit(_scan, client, node, spec)
+                # Same node, server, port, user, pin and password = same answer (the SecretStr
+                # compares by value and never shows it).
+                login = (node, spec.server, spec.port, spec.username, fingerprint, spec.password)
+                if login not in logins:
+                    logins[login] = pool.submit(_scan, client, node, spec, fingerprint)
+                filed[scan_key(node, spec)] = logins[login]
         for node, future in views.items():
             try:
                 state.node_views[node] = future.result()
             except PveError as exc:
                 state.node_errors[node] = str(exc)
-        for key, future in scans.items():
-            state.scans[key] = future.result()
-    return state
+        for key, scan in filed.items():
+            state.scans[key] = scan.result()
 
 
-def _scan(client: PveClient, node: str, spec: StorageSpec) -> NodeScan:
+def _scan(client: PveClient, node: str, spec: StorageSpec, fingerprint: str | None) -> NodeScan:
     assert spec.password is not None
     try:
         found = client.scan_pbs(
-            node,
-            spec.server,
-            spec.username,
-            spec.password.get_secret_value(),
-            spec.fingerprint,
-            spec.port,
+            node, spec.server, spec.username, spec.password, fingerprint, spec.port
         )
     except PveError as exc:
         return NodeScan(ok=False, error=exc.message)
@@ -238,8 +280,28 @@ def gather(
     client: PveClient | None,
     no_client_reason: str = "no PVE credentials configured",
 ) -> Evidence:
-    """Probe every distinct server and read PVE, all at once."""
+    """Probe every distinct server and read PVE, all at once (never raises: see the module doc)."""
     targets = {server_key(s.server, s.port): (s.server, s.port) for s in storages if s.enabled}
+    try:
+        return _gather(targets, storages, nameservers, timeout, client, no_client_reason)
+    except Exception as exc:  # the boundary's last line: every storage carries the reason
+        why = unexpected(exc, client.redact if client is not None else str)
+        answer = ResolverAnswer("evidence gathering", 0, "error", detail=why)
+        servers = {
+            key: ServerEvidence(server, port, DnsResult(server, (), (answer,), False))
+            for key, (server, port) in targets.items()
+        }
+        return Evidence(servers=servers, live=LiveState(error=why))
+
+
+def _gather(
+    targets: Mapping[str, tuple[str, int]],
+    storages: Sequence[StorageSpec],
+    nameservers: Sequence[tuple[str, int]],
+    timeout: float,
+    client: PveClient | None,
+    no_client_reason: str,
+) -> Evidence:
     workers = max(1, min(MAX_WORKERS, len(targets) + 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         live_future = pool.submit(read_live, client, storages) if client is not None else None

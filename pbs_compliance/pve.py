@@ -5,6 +5,12 @@ raises transport errors whose text can contain the request URL - and `scan/pbs` 
 password in its query string. Everything is mapped here, once, to `PveError` subclasses whose
 messages are PVE's own words with secrets redacted; nothing else in the project branches on
 error text or sees a raw client exception.
+
+No exception leaves this layer carrying a secret in its frames (what `pytest -l` shows): every
+exception of a call, expected or not - a library's warning turned into an error included - is
+mapped after its handler has ended, so the new `PveError` has neither a context nor the
+library's frames (whose locals hold the `Authorization` header and the `scan/pbs` query), and
+secrets travel as `SecretStr` until the request is built inside the call.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from urllib.parse import urlsplit
 
 import requests
 from proxmoxer import AuthenticationError, ProxmoxAPI, ResourceException
+from pydantic import SecretStr
 
 from pbs_compliance.config.model import PveSettings
 
@@ -110,28 +117,39 @@ class PveClient:
             "verify_ssl": verify,
             "timeout": settings.timeout,
         }
+        # The credential stays a SecretStr; it is unwrapped only inside the call that logs in.
+        self.token_id: str | None = None
+        self._credential: tuple[str, SecretStr]
         if settings.token_id and settings.token_secret:
+            self.token_id = settings.token_id
             user, _, token_name = settings.token_id.partition("!")
-            secret = settings.token_secret.get_secret_value()
-            self._secrets.append(secret)
-            kwargs.update(user=user, token_name=token_name, token_value=secret)
+            kwargs.update(user=user, token_name=token_name)
+            self._credential = ("token_value", settings.token_secret)
         elif settings.user and settings.password:
-            secret = settings.password.get_secret_value()
-            self._secrets.append(secret)
-            kwargs.update(user=settings.user, password=secret)
+            kwargs.update(user=settings.user)
+            self._credential = ("password", settings.password)
         else:
             raise PveError(
                 "no PVE credentials: set pve.token_id + pve.token_secret (an API token), or "
                 "pve.user + pve.password"
             )
+        self._secrets.append(self._credential[1].get_secret_value())
         self._kwargs = kwargs
         self._api: Any = None
+
+    def __repr__(self) -> str:
+        return f"PveClient({self.endpoint})"
 
     @property
     def api(self) -> Any:
         """The proxmoxer handle, created on first use (password login happens here)."""
         if self._api is None:
-            self._api = self._call(lambda: ProxmoxAPI(self.endpoint.host, **self._kwargs))
+            key, secret = self._credential
+            self._api = self._call(
+                lambda: ProxmoxAPI(
+                    self.endpoint.host, **self._kwargs, **{key: secret.get_secret_value()}
+                )
+            )
         return self._api
 
     # -- reads --------------------------------------------------------------------------------
@@ -159,25 +177,34 @@ class PveClient:
         node: str,
         server: str,
         username: str,
-        password: str,
+        password: str | SecretStr,
         fingerprint: str | None,
         port: int,
     ) -> list[dict[str, Any]]:
-        """`GET /nodes/{node}/scan/pbs`: can that node log in with this password?"""
-        self._secrets.append(password)
-        params = {"server": server, "username": username, "password": password, "port": port}
+        """`GET /nodes/{node}/scan/pbs`: can that node log in with this password?
+
+        The password goes into the query string only inside the call (see the module doc)."""
+        secret = password if isinstance(password, SecretStr) else SecretStr(password)
+        self._remember(secret)
+        params: dict[str, Any] = {"server": server, "username": username, "port": port}
         if fingerprint:
             params["fingerprint"] = fingerprint
-        return list(self._call(lambda: self.api.nodes(node).scan.pbs.get(**params)))
+        return list(
+            self._call(
+                lambda: self.api.nodes(node).scan.pbs.get(
+                    **params, password=secret.get_secret_value()
+                )
+            )
+        )
 
     # -- writes -------------------------------------------------------------------------------
 
-    def create(self, params: Mapping[str, str], password: str | None = None) -> None:
+    def create(self, params: Mapping[str, str], password: str | SecretStr | None = None) -> None:
         data = dict(params)
-        if password is not None:
-            self._secrets.append(password)
-            data["password"] = password
-        self._call(lambda: self.api.storage.post(**data))
+        secret = _secret(password)
+        if secret is not None:
+            self._remember(secret)
+        self._call(lambda: self.api.storage.post(**data, **_password_field(secret)))
 
     def update(
         self,
@@ -185,7 +212,7 @@ class PveClient:
         params: Mapping[str, str],
         delete: Iterable[str] = (),
         digest: str | None = None,
-        password: str | None = None,
+        password: str | SecretStr | None = None,
     ) -> None:
         data = dict(params)
         removed = ",".join(delete)
@@ -193,10 +220,10 @@ class PveClient:
             data["delete"] = removed
         if digest:
             data["digest"] = digest
-        if password is not None:
-            self._secrets.append(password)
-            data["password"] = password
-        self._call(lambda: self.api.storage(name).put(**data))
+        secret = _secret(password)
+        if secret is not None:
+            self._remember(secret)
+        self._call(lambda: self.api.storage(name).put(**data, **_password_field(secret)))
 
     def delete(self, name: str) -> None:
         self._call(lambda: self.api.storage(name).delete())
@@ -208,28 +235,51 @@ class PveClient:
             text = text.replace(secret, "***")
         return redact_query(text)
 
+    def _remember(self, secret: SecretStr) -> None:
+        value = secret.get_secret_value()
+        if value and value not in self._secrets:
+            self._secrets.append(value)
+
     def _call(self, fn: Callable[[], T]) -> T:
+        # Mapped inside the handler, raised after it: the PveError then has no __context__, and
+        # its traceback starts here, without the library frames that hold the secrets.
         try:
             return fn()
-        except ResourceException as exc:
-            raise self._map(exc) from None
-        except AuthenticationError:
-            raise PveAuthError(
-                f"PVE at {self.endpoint} refused the login for {self._kwargs.get('user')}", 401
-            ) from None
-        except requests.exceptions.SSLError as exc:
-            raise PveUnavailable(
+        except Exception as exc:  # every failure becomes a PveError
+            error = self._translate(exc)
+        raise error
+
+    def _translate(self, exc: Exception) -> PveError:
+        if isinstance(exc, ResourceException):
+            return self._map(exc)
+        if isinstance(exc, AuthenticationError):
+            return PveAuthError(
+                f"PVE at {self.endpoint} refused the login for {self._kwargs.get('user')}: check "
+                "the user (user@realm) and its password (pve.password)",
+                401,
+            )
+        if isinstance(exc, requests.exceptions.SSLError):
+            return PveUnavailable(
                 f"TLS verification of {self.endpoint} failed ({self.redact(_root(exc))}); "
                 "set pve.ca_file to the cluster's CA (or, knowingly, pve.verify_ssl: false)"
-            ) from None
-        except requests.exceptions.Timeout:
-            raise PveUnavailable(
+            )
+        if isinstance(exc, requests.exceptions.Timeout):
+            return PveUnavailable(
                 f"PVE at {self.endpoint} did not answer within {self._kwargs['timeout']} s"
-            ) from None
-        except requests.exceptions.RequestException as exc:
-            raise PveUnavailable(
-                f"cannot reach PVE at {self.endpoint}: {self.redact(_root(exc))}"
-            ) from None
+            )
+        if isinstance(exc, requests.exceptions.RequestException):
+            return PveUnavailable(f"cannot reach PVE at {self.endpoint}: {self.redact(_root(exc))}")
+        if isinstance(exc, Warning):
+            return PveUnavailable(
+                f"a library warning was raised as an error while talking to PVE at "
+                f"{self.endpoint}, so the request was abandoned: {type(exc).__name__}: "
+                f"{self.redact(str(exc))} (something turns warnings into errors: -W or "
+                "PYTHONWARNINGS; the compliance run itself never does)"
+            )
+        return PveError(
+            f"unexpected error talking to PVE at {self.endpoint}: {type(exc).__name__}: "
+            f"{self.redact(str(exc))}"
+        )
 
     def _map(self, exc: ResourceException) -> PveError:
         status = int(exc.status_code)
@@ -238,7 +288,7 @@ class PveClient:
             details = "; ".join(f"{k}: {str(v).strip()}" for k, v in sorted(exc.errors.items()))
             message = f"{message} ({self.redact(details)})"
         if status == 401:
-            return PveAuthError(message or "authentication failed", status)
+            return PveAuthError(f"{message or 'authentication failed'} - {self._refused()}", status)
         if status == 403:
             return PvePermissionError(message, status)
         if _DIGEST_CONFLICT in message:
@@ -246,6 +296,33 @@ class PveClient:
         if "does not exist" in message or "No such storage" in message:
             return PveNotFound(message, status)
         return PveError(message, status)
+
+    def _refused(self) -> str:
+        """Who was refused and what to check (PVE answers a bad token with a bare 401)."""
+        if self.token_id is None:
+            user = self._kwargs.get("user")
+            return (
+                f"PVE at {self.endpoint} refused the login of {user}: check the user "
+                "(user@realm) and its password (pve.password)"
+            )
+        return (
+            f"PVE at {self.endpoint} refused the API token {self.token_id}: check that the id is "
+            "exactly user@realm!name as `pveum user token list USER` shows it, that the secret "
+            "(pve.token_secret or PBS_COMPLIANCE_PVE_TOKEN_SECRET) is the one shown when the "
+            "token was created, and that the token has not expired or been removed. (A valid "
+            "token with privilege separation that lacks a permission gets HTTP 403, not 401.)"
+        )
+
+
+def _secret(value: str | SecretStr | None) -> SecretStr | None:
+    if value is None or isinstance(value, SecretStr):
+        return value
+    return SecretStr(value)
+
+
+def _password_field(secret: SecretStr | None) -> dict[str, str]:
+    """`{"password": ...}` for a request body, built only inside the call that sends it."""
+    return {} if secret is None else {"password": secret.get_secret_value()}
 
 
 def _root(exc: BaseException) -> str:

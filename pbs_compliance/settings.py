@@ -7,6 +7,7 @@ and `pve.url` mean the same thing everywhere, and a bad value names where it cam
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ ENV_TOKEN_SECRET = "PBS_COMPLIANCE_PVE_TOKEN_SECRET"
 ENV_DNS = "PBS_COMPLIANCE_DNS_SERVERS"
 ENV_PROBE_TIMEOUT = "PBS_COMPLIANCE_PROBE_TIMEOUT"
 ENV_CERT_EXPIRY_DAYS = "PBS_COMPLIANCE_CERT_EXPIRY_DAYS"
+# PVE's token id: user@realm!name (AccessControl.pm `$token_full_regex`), as the config checks it.
+TOKEN_ID_RE = re.compile(r"^[^\s:/]+@[A-Za-z][\w.\-]+![A-Za-z][\w.\-]+$")
 
 
 class SettingError(ValueError):
@@ -95,6 +98,11 @@ def resolve(
     elif pve.url:
         origins["pve_url"] = f"{config.source} (pve.url)"
     if env.get(ENV_TOKEN_ID) and env.get(ENV_TOKEN_SECRET):
+        if not TOKEN_ID_RE.match(env[ENV_TOKEN_ID]):
+            raise SettingError(
+                f"{ENV_TOKEN_ID}={env[ENV_TOKEN_ID]!r} is not an API token id: the format is "
+                "user@realm!name, e.g. root@pam!compliance (`pveum user token list USER`)"
+            )
         updates["token_id"] = env[ENV_TOKEN_ID]
         updates["token_secret"] = SecretStr(env[ENV_TOKEN_SECRET])
         origins["pve_credentials"] = f"{ENV_TOKEN_ID}/{ENV_TOKEN_SECRET}"

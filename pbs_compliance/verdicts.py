@@ -3,6 +3,20 @@
 The pytest cases in `checks/` and the CLI's tables both call these, so a storage is judged the
 same way wherever it is looked at. Each failure message says what was seen, what was expected
 and the one thing to do about it.
+
+One fault, one red case: a fault fails the case that names it, and every other case it touches
+points at that case instead of failing too (a skip with "see the ... case"). For a storage, the
+case that names a fault is, in this order:
+
+- `drift` when PVE's entry differs from the declaration in what a node connects with (server,
+  port, username, fingerprint, datastore): the nodes use PVE's values, not the declared ones;
+- else `dns`, `port`, `tls` (the handshake) or `fingerprint` when that check fails from here:
+  the nodes connect to the same server with the same pin, so they fail for the same reason;
+- else the node's own case (`nodes`): its view, its resolver, the password PVE stores for it.
+
+A declared fingerprint the server does not serve is the `fingerprint` case's alone: `drift`
+does not judge the fingerprint line then, and the nodes prove the declared password with the
+fingerprint PVE pins (`evidence.read_live`), not with the declared one.
 """
 
 from __future__ import annotations
@@ -12,7 +26,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pbs_compliance.config import ComplianceConfig, StorageSpec
-from pbs_compliance.drift import Drift, diff
+from pbs_compliance.drift import Drift, PropertyDiff, diff
 from pbs_compliance.essence import essence_from_api, essence_of
 from pbs_compliance.evidence import LiveState, ServerEvidence, applies_to, scan_key
 
@@ -184,7 +198,9 @@ def _live_unavailable(
     return None
 
 
-def drift(spec: StorageSpec, live: LiveState) -> Verdict:
+def drift(spec: StorageSpec, live: LiveState, server: ServerEvidence | None = None) -> Verdict:
+    """Does PVE hold the entry as declared? With `server` (the probe of its PBS), a fingerprint
+    line is left to the fingerprint case when the declared fingerprint is not the served one."""
     unavailable = _live_unavailable("drift", spec, live)
     if unavailable is not None:
         return unavailable
@@ -202,10 +218,83 @@ def drift(spec: StorageSpec, live: LiveState) -> Verdict:
     facts = tuple((d.key, str(d).partition(": ")[2]) for d in result.diffs)
     if result.compliant:
         return Verdict("drift", spec.name, "pass", drift=result)
+    pin = next((d for d in result.diffs if d.key == "fingerprint"), None)
+    if pin is not None and _fingerprint_fails(spec, server):
+        rest = Drift(result.name, result.missing, tuple(d for d in result.diffs if d is not pin))
+        note = _pin_note(pin, server)
+        if rest.compliant:
+            return Verdict("drift", spec.name, "skip", note, facts, drift=result)
+        message = f"{rest.describe()}\n{note}"
+        return Verdict("drift", spec.name, "fail", message, facts, drift=result)
     return Verdict("drift", spec.name, "fail", result.describe(), facts, drift=result)
 
 
-def node(spec: StorageSpec, node_name: str, live: LiveState) -> Verdict:
+def _fingerprint_fails(spec: StorageSpec, server: ServerEvidence | None) -> bool:
+    """The fingerprint case fails: a certificate was served, and not the declared one."""
+    cert = server.tls.certificate if server is not None and server.tls is not None else None
+    return spec.enabled and cert is not None and not cert.matches(spec.fingerprint)
+
+
+def _pin_judged(d: PropertyDiff, spec: StorageSpec, server: ServerEvidence | None) -> bool:
+    """A fingerprint line that is no connection fault of PVE's: PVE pins the served certificate,
+    or the fingerprint case already fails (the declaration is what is wrong)."""
+    if d.key != "fingerprint":
+        return False
+    cert = server.tls.certificate if server is not None and server.tls is not None else None
+    served = cert is not None and d.live is not None and cert.matches(d.live)
+    return served or _fingerprint_fails(spec, server)
+
+
+def _pin_note(pin: PropertyDiff, server: ServerEvidence | None) -> str:
+    cert = server.tls.certificate if server is not None and server.tls is not None else None
+    served = cert is not None and pin.live is not None and cert.matches(pin.live)
+    why = (
+        "PVE pins the certificate the server serves, so the declaration is what is out of date"
+        if served
+        else "the server serves neither of them"
+    )
+    return (
+        f"the fingerprint PVE pins ({pin.live or '(unset)'}) is not the declared one: {why} "
+        "(see the fingerprint case)"
+    )
+
+
+# What a node connects to a PBS with: when PVE's entry differs in one of these, the drift case
+# names the fault a node then runs into.
+CONNECTION = ("server", "port", "username", "fingerprint", "datastore")
+
+
+def _root_case(
+    spec: StorageSpec, live: LiveState, server: ServerEvidence | None
+) -> tuple[str, str] | None:
+    """The case (and why) that already fails for a fault which stops every node from using this
+    storage, or None: then a node's trouble is its own. See the module doc for the order."""
+    entry = live.pbs_entries.get(spec.name)
+    if entry is not None:
+        differs = diff(essence_of(spec), essence_from_api(entry)).diffs
+        keys = [d.key for d in differs if d.key in CONNECTION and not _pin_judged(d, spec, server)]
+        if keys:
+            return "drift", f"PVE's entry differs from the declaration in {', '.join(keys)}"
+    if server is None or not spec.enabled:
+        return None
+    where = f"{spec.server}:{spec.port}"
+    if not server.dns.ok:
+        return "dns", f"{spec.server} does not resolve from here either"
+    if any(not t.ok for t in server.tcp):
+        return "port", f"{where} does not accept TCP from here either"
+    if server.tls is not None and not server.tls.ok:
+        return "tls", f"the TLS handshake with {where} fails from here too"
+    if _fingerprint_fails(spec, server):
+        return "fingerprint", f"{spec.server} serves a certificate with another fingerprint"
+    return None
+
+
+def node(
+    spec: StorageSpec, node_name: str, live: LiveState, server: ServerEvidence | None = None
+) -> Verdict:
+    """Does this node use the storage (enabled, active) and can it log in with the declared
+    password? With `server` (the probe of its PBS from here) a fault that another case names
+    makes this case point at it instead of failing (see the module doc)."""
     unavailable = _live_unavailable("nodes", spec, live, node_name)
     if unavailable is not None:
         return unavailable
@@ -259,20 +348,29 @@ def node(spec: StorageSpec, node_name: str, live: LiveState) -> Verdict:
     facts: list[tuple[str, str]] = []  # the node itself is `Verdict.node`
     if entry is not None:
         facts.append(("active", str(entry.get("active"))))
-    if spec.password is not None:
-        scan = live.scans.get(scan_key(node_name, spec))
-        if scan is not None and not scan.ok:
-            problems.append(
-                f"logging in from {node_name} with the declared password failed: {scan.error}"
-            )
-        elif scan is not None and spec.datastore not in scan.datastores:
-            problems.append(
-                f"from {node_name}, {spec.username} sees datastores "
-                f"{', '.join(scan.datastores) or '(none)'} "
-                f"but not '{spec.datastore}': check its permissions on the PBS"
-            )
-        elif scan is not None:
-            facts.append(("password", "works from this node"))
+    root = _root_case(spec, live, server)
+    scan = live.scans.get(scan_key(node_name, spec)) if spec.password is not None else None
+    unproven = ""
+    if scan is not None and not scan.ok and root is not None:
+        unproven = f"the declared password was not proven from {node_name}: {scan.error}"
+        facts.append(("password", f"not proven (see the {root[0]} case)"))
+    elif scan is not None and not scan.ok:
+        problems.append(
+            f"logging in from {node_name} with the declared password failed: {scan.error}"
+        )
+    elif scan is not None and spec.datastore not in scan.datastores:
+        problems.append(
+            f"from {node_name}, {spec.username} sees datastores "
+            f"{', '.join(scan.datastores) or '(none)'} "
+            f"but not '{spec.datastore}': check its permissions on the PBS"
+        )
+    elif scan is not None:
+        facts.append(("password", "works from this node"))
+    if (problems or unproven) and root is not None:
+        check, why = root
+        lines = [*problems, unproven] if unproven else problems
+        lines.append(f"{why}: that is the fault (see the {check} case)")
+        return Verdict("nodes", spec.name, "skip", "\n".join(lines), tuple(facts), node=node_name)
     if not problems:
         return Verdict("nodes", spec.name, "pass", facts=tuple(facts), node=node_name)
     problems.append(

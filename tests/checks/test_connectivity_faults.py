@@ -52,7 +52,7 @@ def test_a_name_the_resolver_does_not_know_fails_dns_and_skips_port_tls_and_fing
     assert run.ids("passed") == BUILTIN_IDS - run.failed - run.skipped
 
 
-def test_a_refused_port_fails_port_and_the_nodes_and_skips_tls_and_fingerprint(
+def test_a_refused_port_fails_port_and_its_nodes_tls_and_fingerprint_point_at_it(
     lab: Lab, run_checks: RunChecks
 ) -> None:
     pbs = lab.pbs["pbs3.lab.example"]
@@ -60,15 +60,19 @@ def test_a_refused_port_fails_port_and_the_nodes_and_skips_tls_and_fingerprint(
 
     run = run_checks(lab)
 
-    assert run.failed == {MEDIA["port"], *MEDIA_NODES}
+    assert run.failed == {MEDIA["port"]}
     message = run.message(MEDIA["port"])
     assert f"pbs3.lab.example port {pbs.port}: no TCP connection to 1 of 1 address(es)" in message
     assert f"127.0.0.13:{pbs.port}:" in message
     assert "refused" in message.lower()
     assert "fix: check that proxmox-backup-proxy runs on pbs3.lab.example" in message
-    assert run.skipped == {MEDIA["tls"], MEDIA["fingerprint"]}
+    assert run.skipped == {MEDIA["tls"], MEDIA["fingerprint"], *MEDIA_NODES}
     assert "(see the port case)" in run.message(MEDIA["tls"])
-    assert "enabled but NOT active" in run.message(MEDIA["node:pve2"])
+    # The nodes really cannot use it, for the same reason: said, and pointed at the port case.
+    node = run.message(MEDIA["node:pve2"])
+    assert "pve2 reports 'media' enabled but NOT active" in node
+    assert f"pbs3.lab.example:{pbs.port} does not accept TCP from here either" in node
+    assert node.endswith("that is the fault (see the port case)")
 
 
 def test_a_port_that_never_speaks_tls_fails_tls_within_the_probe_timeout(
@@ -78,15 +82,16 @@ def test_a_port_that_never_speaks_tls_fails_tls_within_the_probe_timeout(
 
     run = run_checks(lab, "--probe-timeout", "0.5")
 
-    assert run.failed == {MEDIA["tls"], *MEDIA_NODES}
+    assert run.failed == {MEDIA["tls"]}
     message = run.message(MEDIA["tls"])
     assert "TLS handshake with pbs3.lab.example" in message
     assert "did not complete within 0.5 s" in message
     assert "fix: is this really the PBS API port?" in message
-    assert run.skipped == {MEDIA["fingerprint"]}
+    assert run.skipped == {MEDIA["fingerprint"], *MEDIA_NODES}
     assert "no certificate from pbs3.lab.example (see the tls case)" in run.message(
         MEDIA["fingerprint"]
     )
+    assert "(see the tls case)" in run.message(MEDIA["node:pve1"])
 
 
 def _accept_current_certificate(lab: Lab, write_config: WriteConfig) -> Path:
@@ -158,8 +163,13 @@ def test_a_renewed_certificate_fails_the_fingerprint_with_both_values_and_the_fi
 
     run = run_checks(lab)
 
-    # PVE pins the old fingerprint too, so the nodes fail for the same reason.
-    assert run.failed == {MEDIA["fingerprint"], *MEDIA_NODES}
+    # PVE pins the old fingerprint too: the nodes cannot use it, and point at the one fault.
+    assert run.failed == {MEDIA["fingerprint"]}
+    assert run.skipped == MEDIA_NODES
+    node = run.message(MEDIA["node:pve3"])
+    assert "pve3 reports 'media' enabled but NOT active" in node
+    assert "pbs3.lab.example serves a certificate with another fingerprint" in node
+    assert "(see the fingerprint case)" in node
     message = run.message(MEDIA["fingerprint"])
     assert f"declared: {declared}" in message
     assert f"served:   {served}" in message
