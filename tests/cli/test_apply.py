@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 
 import pytest
@@ -180,3 +186,143 @@ def test_apply_stops_when_pve_cannot_be_read(
     result = invoke("apply", "--config", lab_config(shared_lab, nowhere))
     assert result.exit_code == 1
     assert "cannot read PVE" in result.stderr
+
+
+# -- disabled storages, a corrected password, two applies at once, Ctrl-C ----------------------
+
+PBS = shutil.which("pbs") or str(Path(sys.executable).with_name("pbs"))
+
+
+def test_a_disabled_storage_on_a_server_serving_another_certificate_is_refused(
+    invoke: Invoke, lab: Lab, lab_config: Callable[..., Path]
+) -> None:
+    """media-cold is declared disabled on pbs3, which no enabled storage uses, so the checks
+    never probe it; apply probes it itself before writing anything about it."""
+
+    def cold(data: dict[str, Any]) -> None:
+        media = storage(data, "media")
+        data["pbs_storages"].remove(media)
+        data["pbs_storages"].append(dict(media, name="media-cold", enabled=False))
+
+    config = lab_config(lab, cold)
+    pbs3 = lab.pbs["pbs3.lab.example"]
+    pbs3.renew_certificate()  # the declared fingerprint is out of date now
+    before = len(writes(lab))
+    result = invoke("apply", "--config", config)
+    assert result.exit_code == 1, result.output
+    assert (
+        f"media-cold: refused - pbs3.lab.example serves a certificate with fingerprint "
+        f"{pbs3.fingerprint.upper()}, not the declared one"
+    ) in result.stdout
+    assert "`pbs fingerprint --update media-cold`" in result.stdout
+    assert len(writes(lab)) == before
+    assert "media-cold" not in {e["storage"] for e in client(config).storages()}
+
+
+def test_a_corrected_password_is_sent_with_the_enable_on_the_next_apply(
+    invoke: Invoke, lab: Lab, lab_config: Callable[..., Path], clean_env: pytest.MonkeyPatch
+) -> None:
+    def with_own_password(data: dict[str, Any]) -> None:
+        add_missing(data)
+        storage(data, "archive-prod")["password"] = "${ARCHIVE_PROD_PASSWORD}"
+
+    config = lab_config(lab, with_own_password)
+    clean_env.setenv("ARCHIVE_PROD_PASSWORD", "not-the-password")
+    first = invoke("apply", "--config", config)
+    assert first.exit_code == 1, first.output
+    assert "archive-prod: failed - created disabled and left disabled: nodes pve1 (" in first.stdout
+    assert "or log in as root@pam with the declared password" in first.stdout
+    # what was written is counted: the entry exists (disabled) although the storage failed
+    counted = "1 created, 0 updated, 0 enabled, 0 disabled, 0 re-created, 0 deleted, 0 refused"
+    assert f"{counted}, 1 failed" in first.stdout
+    assert client(config).storage("archive-prod")["disable"] == 1
+
+    clean_env.setenv("ARCHIVE_PROD_PASSWORD", lab.env["PBS_LAB_HOMELAB_BACKUP_PASSWORD"])
+    second = invoke("apply", "--config", config)
+    assert second.exit_code == 0, second.output
+    assert (
+        "~ archive-prod  enable  password: (stored) -> (declared, every node logs in with it first)"
+    ) in second.stdout
+    assert "archive-prod: enabled" in second.stdout
+    assert "PUT /storage/archive-prod disable=0 password=***" in second.stdout
+    assert invoke("status", "--config", config).exit_code == 0
+    for output in (first.output, second.output):
+        assert "not-the-password" not in output
+        assert lab.env["PBS_LAB_HOMELAB_BACKUP_PASSWORD"] not in output
+
+
+def posts(lab: Lab) -> list[dict[str, Any]]:
+    return [r for r in writes(lab) if r["method"] == "POST"]
+
+
+def test_two_applies_at_once_creating_the_same_entry_both_succeed(
+    lab: Lab, lab_config: Callable[..., Path]
+) -> None:
+    config = lab_config(lab, add_missing)
+    assert lab.pve is not None
+    lab.pve.faults.set(latency=0.5)  # both read PVE (entry missing) long before either creates
+    command = [PBS, "apply", "--config", str(config)]
+    runs = [subprocess.Popen(command, stdout=PIPE, stderr=PIPE, text=True) for _ in range(2)]
+    try:
+        outputs = [run.communicate(timeout=120) for run in runs]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+    lab.pve.faults.clear()
+    codes = [run.returncode for run in runs]
+    assert codes == [0, 0], outputs
+    statuses = sorted(r["status"] for r in posts(lab))
+    assert statuses == [200, 500], "the two applies did not race"
+    stdout = [out for out, _ in outputs]
+    winner = next(out for out in stdout if "archive-prod: created" in out)
+    loser = next(out for out in stdout if out is not winner)
+    assert "storage ID 'archive-prod' already defined" in loser
+    assert "another writer created it at the same time" in loser
+    assert "0 failed" in loser
+
+
+def test_ctrl_c_mid_apply_says_what_it_left_and_a_re_run_continues(
+    invoke: Invoke, lab: Lab, lab_config: Callable[..., Path]
+) -> None:
+    config = lab_config(lab, add_missing)
+    assert lab.pve is not None
+    lab.pve.faults.set(latency=1.0)  # every PVE answer takes a second: time to press Ctrl-C
+    process = subprocess.Popen(
+        [PBS, "apply", "--config", str(config)], stdout=PIPE, stderr=PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not asking_nodes_after_create(lab):  # created; the nodes are being asked
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "apply never created archive-prod"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    lab.pve.faults.clear()
+    assert process.returncode == 130, (out, err)
+    left = "created disabled, not enabled yet (inert: no node uses it)"
+    assert f"archive-prod: interrupted - {left}" in out
+    assert "1 created, 0 updated" in out
+    assert out.rstrip().endswith("0 failed, 4 unchanged, 1 interrupted")
+    assert f"pbs: interrupted (Ctrl-C): archive-prod was left {left}." in err
+    assert "Re-run `pbs apply` to continue" in err
+    assert client(config).storage("archive-prod")["disable"] == 1
+
+    again = invoke("apply", "--config", config)
+    assert again.exit_code == 0, again.output
+    assert "archive-prod: enabled" in again.stdout
+    assert invoke("status", "--config", config).exit_code == 0
+
+
+def asking_nodes_after_create(lab: Lab) -> bool:
+    requests = lab.requests()
+    created = next(
+        (i for i, r in enumerate(requests) if r["method"] == "POST" and r["status"] == 200), None
+    )
+    return created is not None and any(
+        str(r["path"]).endswith("/scan/pbs") for r in requests[created + 1 :]
+    )

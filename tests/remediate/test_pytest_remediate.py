@@ -220,6 +220,28 @@ def test_a_certificate_that_no_longer_matches_the_declaration_refuses_the_fix(
     assert run.writes == []
 
 
+def test_a_server_only_disabled_storages_use_is_probed_before_anything_is_written_about_them(
+    checks: ChecksRunner, lab: Lab
+) -> None:
+    """gamma and delta (both on pbs2) are declared disabled, so the checks never probe pbs2;
+    its certificate was renewed, so both declarations are out of date: nothing is written."""
+    lab.pbs[PBS2].renew_certificate()
+    checks.change("gamma", enabled=False)
+    checks.change("delta", enabled=False)
+    with checks.pve() as pve:
+        pve.delete("delta")  # a create of a disabled entry would push the old fingerprint
+
+    run = checks.run("--remediate")
+
+    assert run.writes == [], run.write_lines()
+    served = lab.pbs[PBS2].fingerprint.upper()
+    for name in ("gamma", "delta"):
+        assert run.outcome(f"drift[{name}]") == "failed"
+        message = run.message(f"drift[{name}]")
+        assert f"{name}: refused - {PBS2} serves a certificate with fingerprint {served}" in message
+        assert f"`pbs fingerprint --update {name}`" in message
+
+
 def test_rotate_secrets_sends_the_declared_password_with_the_update(checks: ChecksRunner) -> None:
     with checks.pve() as pve:
         pve.update("alpha", {"prune-backups": "keep-last=1"})
