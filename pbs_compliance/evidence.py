@@ -78,7 +78,7 @@ def probe_server(
     try:
         dns = resolve(server, nameservers, timeout)
     except Exception as exc:  # the boundary: a failed probe, never a failed run
-        answer = ResolverAnswer("the DNS probe", 0, "error", detail=unexpected(exc))
+        answer = ResolverAnswer("the DNS probe", 0, "unexpected", detail=unexpected(exc))
         dns = DnsResult(server, (), (answer,), is_literal=False)
     if not dns.ok:
         return ServerEvidence(server, port, dns)
@@ -286,11 +286,7 @@ def gather(
         return _gather(targets, storages, nameservers, timeout, client, no_client_reason)
     except Exception as exc:  # the boundary's last line: every storage carries the reason
         why = unexpected(exc, client.redact if client is not None else str)
-        answer = ResolverAnswer("evidence gathering", 0, "error", detail=why)
-        servers = {
-            key: ServerEvidence(server, port, DnsResult(server, (), (answer,), False))
-            for key, (server, port) in targets.items()
-        }
+        servers = {key: _unprobed(server, port, why) for key, (server, port) in targets.items()}
         return Evidence(servers=servers, live=LiveState(error=why))
 
 
@@ -309,11 +305,26 @@ def _gather(
             key: pool.submit(probe_server, server, port, nameservers, timeout)
             for key, (server, port) in targets.items()
         }
-        servers = {key: future.result() for key, future in futures.items()}
-        live = (
-            live_future.result() if live_future is not None else LiveState(skipped=no_client_reason)
-        )
+        servers: dict[str, ServerEvidence] = {}
+        for key, future in futures.items():
+            try:
+                servers[key] = future.result()
+            except Exception as exc:  # the boundary: this server's cases carry the reason
+                server, port = targets[key]
+                servers[key] = _unprobed(server, port, unexpected(exc))
+        live = LiveState(skipped=no_client_reason)
+        if live_future is not None and client is not None:
+            try:
+                live = live_future.result()
+            except Exception as exc:  # the boundary: the PVE cases carry the reason
+                live = LiveState(error=unexpected(exc, client.redact))
     return Evidence(servers=servers, live=live)
+
+
+def _unprobed(server: str, port: int, why: str) -> ServerEvidence:
+    """A server whose probing broke before even DNS: its dns case fails with the reason."""
+    answer = ResolverAnswer("evidence gathering", 0, "unexpected", detail=why)
+    return ServerEvidence(server, port, DnsResult(server, (), (answer,), is_literal=False))
 
 
 NO_CREDENTIALS = (

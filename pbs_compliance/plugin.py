@@ -275,6 +275,11 @@ class Compliance:
     now: dt.datetime
     node: pytest.Item
 
+    def __repr__(self) -> str:
+        # Short: `--debug` logs every fixture's value, and the evidence of a thousand storages
+        # per case would make that log quadratic (and it is nobody's business there).
+        return f"Compliance({self.settings.config.source}, {self.node.nodeid})"
+
     @property
     def config(self) -> ComplianceConfig:
         return self.settings.config

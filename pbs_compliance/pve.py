@@ -250,6 +250,8 @@ class PveClient:
         raise error
 
     def _translate(self, exc: Exception) -> PveError:
+        if isinstance(exc, PveError):  # from a nested call (the login): a fresh copy, no frames
+            return type(exc)(exc.message, exc.status)
         if isinstance(exc, ResourceException):
             return self._map(exc)
         if isinstance(exc, AuthenticationError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import traceback
 
 import pytest
 from pydantic import SecretStr
@@ -76,6 +77,55 @@ def test_errors_map_to_a_few_types_with_pves_own_words(lab: Lab) -> None:
     with pytest.raises(PveAuthError) as denied:
         wrong.storages()
     assert "canary-wrong-secret" not in str(denied.value)
+
+
+def test_a_refused_token_names_the_token_and_what_to_check(shared_lab: Lab) -> None:
+    wrong = PveClient(settings(shared_lab, token_secret=SecretStr("canary-wrong-secret")))
+
+    with pytest.raises(PveAuthError) as denied:
+        wrong.storages()
+
+    assert str(denied.value) == (
+        f"HTTP 401: Authentication failed! - PVE at {wrong.endpoint} refused the API token "
+        f"{TOKEN_ID}: check that the id is exactly user@realm!name as `pveum user token list "
+        "USER` shows it, that the secret (pve.token_secret or PBS_COMPLIANCE_PVE_TOKEN_SECRET) "
+        "is the one shown when the token was created, and that the token has not expired or "
+        "been removed. (A valid token with privilege separation that lacks a permission gets "
+        "HTTP 403, not 401.)"
+    )
+    assert "canary-wrong-secret" not in repr(wrong) + str(denied.value)
+
+
+def test_an_unexpected_failure_inside_the_http_library_leaves_no_frame_with_a_secret(
+    shared_lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the library raises - here a warning turned into an error, as under -W error -
+    becomes a PveError raised outside the handler: no context, no library frames, whose locals
+    (`headers`, the `scan/pbs` query) hold the token and the password."""
+    import urllib3
+
+    def urlopen(self: object, method: str, url: str, *args: object, **kwargs: object) -> None:
+        raise urllib3.exceptions.InsecureRequestWarning(f"injected for {method}")
+
+    client = PveClient(settings(shared_lab))
+    monkeypatch.setattr(urllib3.connectionpool.HTTPConnectionPool, "urlopen", urlopen)
+
+    with pytest.raises(PveError) as exc:  # the password as the evidence layer passes it
+        client.scan_pbs(
+            "pve1", "pbs1.lab.example", "root@pam", SecretStr("canary-scan-pw"), None, 8007
+        )
+
+    assert str(exc.value).startswith(
+        f"a library warning was raised as an error while talking to PVE at {client.endpoint}, "
+        "so the request was abandoned: InsecureRequestWarning: injected for GET"
+    )
+    assert exc.value.__context__ is None
+    assert exc.value.__cause__ is None
+    frames = [frame for frame, _ in traceback.walk_tb(exc.value.__traceback__)]
+    assert [f.f_code.co_name for f in frames][1:] == ["scan_pbs", "_call"]
+    shown = " ".join(repr(v) for f in frames for v in f.f_locals.values())
+    assert "canary-scan-pw" not in shown
+    assert shared_lab.token_secret not in shown
 
 
 def test_a_failed_login_is_an_auth_error_without_the_password(shared_lab: Lab) -> None:

@@ -106,3 +106,20 @@ def test_without_credentials_the_run_knows_it_cannot_ask_pve() -> None:
     bare = TEXT.split("dns:")[1]
     cfg = parse_config(("dns:" + bare).encode(), Path("pbs.yaml"), ENV)
     assert not resolve(cfg, Overrides(), {}).has_pve_credentials
+
+
+def test_a_token_id_from_the_environment_must_have_the_api_token_format() -> None:
+    config = parse_config(TEXT.encode(), Path("pbs.yaml"), ENV)
+    env = {
+        "PBS_COMPLIANCE_PVE_TOKEN_ID": "root@pam",
+        "PBS_COMPLIANCE_PVE_TOKEN_SECRET": "canary-env-token",
+    }
+    with pytest.raises(SettingError) as exc:
+        resolve(config, Overrides(), env)
+    assert str(exc.value) == (
+        "PBS_COMPLIANCE_PVE_TOKEN_ID='root@pam' is not an API token id: the format is "
+        "user@realm!name, e.g. root@pam!compliance (`pveum user token list USER`)"
+    )
+    assert "canary-env-token" not in str(exc.value)
+    env["PBS_COMPLIANCE_PVE_TOKEN_ID"] = "ci@pve!nightly"
+    assert resolve(config, Overrides(), env).pve.token_id == "ci@pve!nightly"

@@ -22,7 +22,10 @@ import dns.resolver
 
 from pbs_compliance.probes._common import endpoint, is_ip_literal
 
-AnswerKind = Literal["addresses", "nxdomain", "servfail", "no_answer", "timeout", "error"]
+# "unexpected": the probe itself broke (a bug, a library's warning raised as an error).
+AnswerKind = Literal[
+    "addresses", "nxdomain", "servfail", "no_answer", "timeout", "error", "unexpected"
+]
 
 __all__ = ["AnswerKind", "DnsResult", "ResolverAnswer", "interpret", "resolve"]
 
@@ -51,6 +54,7 @@ class ResolverAnswer:
             "no_answer": f"{where} answered with no A/AAAA record",
             "timeout": f"{where} timed out after {self.elapsed:.1f} s",
             "error": f"{where} failed: {self.detail}",
+            "unexpected": f"{where} failed: {self.detail}",
         }[self.kind]
         return text
 
@@ -99,6 +103,11 @@ class DnsResult:
         kinds = {a.kind for a in self.answers if not a.ok}
         if not kinds:
             return ""
+        if "unexpected" in kinds:
+            return (
+                "nothing was learnt about DNS: the probe itself broke, which is a bug in "
+                "pbs-compliance or a library it uses; please report it with this message"
+            )
         if kinds <= {"nxdomain", "no_answer"}:
             return (
                 f"add an A/AAAA record for {self.name} to the zone every listed resolver serves "
