@@ -1,11 +1,12 @@
 """One Proxmox Backup Server, as far as PVE and our probes can tell.
 
 A TLS listener on its own loopback address with its own certificate, answering the few
-``/api2/json`` calls PVE's PBS plugin makes (login, datastore list) plus ping, version,
-namespaces and datastore status. Faults are real socket behaviour, not flags a client reads:
-``down`` refuses connections (the port stays reserved so the server comes back on it),
-``blackhole`` accepts TCP and never speaks TLS, ``expired``/``renew_certificate`` change what
-the handshake presents.
+``/api2/json`` calls PVE's PBS plugin makes (login, datastore list, snapshots) plus ping,
+version, namespaces, groups, datastore status and usage (those in `pbs_datastore.py`, the
+contents in `backups.py`, the privileges in `pbs_acl.py`). Faults are real socket behaviour,
+not flags a client reads: ``down`` refuses connections (the port stays reserved so the server
+comes back on it), ``blackhole`` accepts TCP and never speaks TLS, ``expired``/
+``renew_certificate`` change what the handshake presents.
 
 Threads: one accept loop per server, one daemon thread per connection. Every socket has a
 timeout and ``stop()`` shuts all of them down, so tests end without stray sockets.
@@ -33,7 +34,17 @@ from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from pbs_compliance.lab.backups import BackupStore
 from pbs_compliance.lab.certs import CertPair, self_signed
+from pbs_compliance.lab.pbs_acl import AUDIT, BACKUP, PbsAcl
+from pbs_compliance.lab.pbs_datastore import (
+    PbsApiError,
+    datastore_status,
+    datastore_usage,
+    list_groups,
+    list_namespaces,
+    list_snapshots,
+)
 
 Mode = Literal["up", "down", "blackhole"]
 
@@ -48,7 +59,7 @@ PBS_VERSION = {
     "repoid": "4940514b0f05d6cd6a5f711edfdd47c1fa41b537",
 }
 JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
-_STORE_CALLS = ("namespace", "status")
+_STORE_CALLS = ("namespace", "status", "snapshots", "groups")
 
 __all__ = ["Mode", "PbsServer", "PbsServerSpec"]
 
@@ -63,10 +74,14 @@ class PbsServerSpec:
     datastores: Mapping[str, Sequence[str]] = field(default_factory=dict)
     users: Mapping[str, str] = field(default_factory=dict, repr=False)
     tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # auth ID -> ACL entries ("store[/ns][:Role]", see pbs_acl.py); unlisted = every privilege
     acl: Mapping[str, Sequence[str]] = field(default_factory=dict)
     expired: bool = False
     # Real PBS holds every 401 back for 3 s; tests want it fast, the demo may want it real.
     unauthorized_delay: float = 0.0
+    # Snapshots, fill levels, maintenance (shared by the lab's servers, persisted); None: a
+    # private in-memory store with empty datastores.
+    contents: BackupStore | None = field(default=None, repr=False, compare=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,11 +113,7 @@ class _Response:
         return cls(status, message.encode())
 
 
-class _ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+_ApiError = PbsApiError
 
 
 class _PbsApi:
@@ -117,6 +128,9 @@ class _PbsApi:
         self._namespaces = {
             store: _with_ancestors(namespaces) for store, namespaces in spec.datastores.items()
         }
+        self.acl = PbsAcl(spec.acl)
+        self.contents = spec.contents if spec.contents is not None else BackupStore()
+        self.contents.add_server(spec.name, spec.datastores)
 
     def handle(self, request: _Request) -> _Response:
         try:
@@ -133,9 +147,13 @@ class _PbsApi:
             return _Response.data({"pong": True})
         if parts == ["access", "ticket"] and method == "POST":
             return self._create_ticket(request)
-        known = parts in (["ping"], ["version"], ["access", "ticket"], ["admin", "datastore"]) or (
-            len(parts) == 4 and parts[:2] == ["admin", "datastore"] and parts[3] in _STORE_CALLS
-        )
+        known = parts in (
+            ["ping"],
+            ["version"],
+            ["access", "ticket"],
+            ["admin", "datastore"],
+            ["status", "datastore-usage"],
+        ) or (len(parts) == 4 and parts[:2] == ["admin", "datastore"] and parts[3] in _STORE_CALLS)
         if not known:
             raise _ApiError(404, f"Path '{request.path}' not found.")
         if method != "GET":
@@ -144,13 +162,24 @@ class _PbsApi:
         if parts == ["version"]:
             return _Response.data(dict(PBS_VERSION))
         if parts == ["admin", "datastore"]:
-            visible = [s for s in sorted(self._spec.datastores) if self._may_see(auth_id, s)]
-            return _Response.data([{"store": store} for store in visible])
-        store = parts[2]
-        self._check_store(auth_id, store)
-        if parts[3] == "status":
-            return _Response.data(_usage(self._spec.name, store))
-        return _Response.data(self._list_namespaces(store, request.query))
+            return _Response.data(self._datastore_list(auth_id))
+        name = self._spec.name
+        if parts == ["status", "datastore-usage"]:
+            states = {s: self.contents.datastore(name, s) for s in self._spec.datastores}
+            return _Response.data(datastore_usage(self.acl, auth_id, name, states))
+        store, call = parts[2], parts[3]
+        state = self.contents.datastore(name, store) if store in self._spec.datastores else None
+        if call == "status":
+            return _Response.data(
+                datastore_status(self.acl, auth_id, name, store, state, request.query)
+            )
+        namespaces = self._namespaces.get(store, frozenset({""}))
+        handler = {
+            "namespace": list_namespaces,
+            "snapshots": list_snapshots,
+            "groups": list_groups,
+        }[call]
+        return _Response.data(handler(self.acl, auth_id, store, state, namespaces, request.query))
 
     # -- authentication ----------------------------------------------------------------------
 
@@ -215,44 +244,22 @@ class _PbsApi:
 
     # -- datastores --------------------------------------------------------------------------
 
-    def _may_see(self, auth_id: str, store: str) -> bool:
-        allowed = self._spec.acl.get(auth_id)
-        return allowed is None or store in allowed
-
-    def _check_store(self, auth_id: str, store: str) -> None:
-        if not self._may_see(auth_id, store):
-            raise _ApiError(403, "permission check failed")
-        if store not in self._spec.datastores:
-            raise _ApiError(400, f"datastore '{store}' does not exist")
-
-    def _list_namespaces(self, store: str, query: Mapping[str, str]) -> list[dict[str, str]]:
-        parent = query.get("parent", "").strip("/")
-        raw_depth = query.get("max-depth")
-        max_depth = 7
-        if raw_depth is not None:
-            if not raw_depth.isdigit() or int(raw_depth) > 7:
-                raise _ApiError(
-                    400,
-                    "parameter verification failed - 'max-depth': "
-                    f"value must be an integer between 0 and 7, got '{raw_depth}'",
-                )
-            max_depth = int(raw_depth)
-        namespaces = self._namespaces[store]
-        if parent not in namespaces:
-            raise _ApiError(400, f"namespace '{parent}' does not exist")
-        base = _depth(parent)
-        below = [
-            ns
-            for ns in sorted(namespaces)
-            if ns != parent
-            and (parent == "" or ns.startswith(parent + "/"))
-            and _depth(ns) - base <= max_depth
-        ]
-        return [{"ns": ns} for ns in [parent, *below]]
-
-
-def _depth(namespace: str) -> int:
-    return 0 if namespace == "" else namespace.count("/") + 1
+    def _datastore_list(self, auth_id: str) -> list[dict[str, str]]:
+        """Stores with Audit or Backup, or a privilege on a namespace below (then without
+        the comment); `maintenance` as the PBS property string when set."""
+        out = []
+        for store in sorted(self._spec.datastores):
+            if not (
+                self.acl.privileges(auth_id, store) & {AUDIT, BACKUP}
+                or self.acl.any_below(auth_id, store)
+            ):
+                continue
+            item = {"store": store}
+            maintenance = self.contents.datastore(self._spec.name, store).maintenance
+            if maintenance:
+                item["maintenance"] = maintenance
+            out.append(item)
+        return out
 
 
 def _with_ancestors(namespaces: Sequence[str]) -> frozenset[str]:
@@ -262,14 +269,6 @@ def _with_ancestors(namespaces: Sequence[str]) -> frozenset[str]:
         parts = [p for p in ns.split("/") if p]
         result.update("/".join(parts[: i + 1]) for i in range(len(parts)))
     return frozenset(result)
-
-
-def _usage(server: str, store: str) -> dict[str, int]:
-    """Stable, plausible sizes: the same store on the same server always reports the same."""
-    seed = int.from_bytes(hashlib.sha256(f"{server}/{store}".encode()).digest()[:8], "big")
-    total = (1 + seed % 8) * 1024**4
-    used = total * (5 + seed % 80) // 100
-    return {"total": total, "used": used, "avail": total - used}
 
 
 def _cookie(header: str, name: str) -> str | None:
