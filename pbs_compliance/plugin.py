@@ -67,6 +67,8 @@ OFF = (
     "on), or pass --pbs-config PATH"
 )
 WORKERINPUT_KEY = "pbs_compliance_evidence"
+UNVERIFIED = "certificate not verified: pve.verify_ssl is false"
+PVE_CHECKS = ("drift", "nodes", "unmanaged")
 PROPERTY_KEYS = ("storage", "server", "check", "node")
 
 
@@ -215,6 +217,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         return []
     settings = state.settings
     pve = settings.pve.url or "not configured (drift, nodes and unmanaged skip)"
+    if settings.pve.url and not settings.pve.verify_ssl:
+        pve += f" ({UNVERIFIED})"
     dns = ", ".join(f"{h}:{p}" for h, p in settings.nameservers) or "system resolver"
     return [
         f"pbs-compliance: config {settings.config.source} "
@@ -333,7 +337,11 @@ def pytest_runtest_makereport(
         from pytest_html import extras
     except ImportError:  # pragma: no cover - pytest-html is a dependency
         return report
-    report.extras = [*getattr(report, "extras", []), extras.html(_html_details(verdict, spec))]  # type: ignore[attr-defined]
+    facts = list(verdict.facts)
+    if settings is not None and verdict.check in PVE_CHECKS and not settings.pve.verify_ssl:
+        facts.append(("PVE", UNVERIFIED))  # known, and chosen: a fact, not a warning
+    details = _html_details(verdict, spec, facts)
+    report.extras = [*getattr(report, "extras", []), extras.html(details)]  # type: ignore[attr-defined]
     return report
 
 
@@ -346,7 +354,9 @@ def _spec(config: ComplianceConfig | None, name: str) -> StorageSpec | None:
         return None
 
 
-def _html_details(verdict: Verdict, spec: StorageSpec | None) -> str:
+def _html_details(
+    verdict: Verdict, spec: StorageSpec | None, facts: list[tuple[str, str]] | None = None
+) -> str:
     rows = [("check", verdict.check), ("storage", verdict.storage)]
     if spec is not None:
         rows += [("server", f"{spec.server}:{spec.port}"), ("datastore", spec.datastore)]
@@ -354,7 +364,7 @@ def _html_details(verdict: Verdict, spec: StorageSpec | None) -> str:
             rows.append(("description", spec.description))
     if verdict.node:
         rows.append(("node", verdict.node))
-    rows += list(verdict.facts)
+    rows += list(verdict.facts) if facts is None else facts
     cells = "".join(
         f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
         f"<td><code>{html.escape(v)}</code></td></tr>"

@@ -125,6 +125,16 @@ def tls(
         )
     cert = result.certificate
     assert cert is not None  # a completed handshake always yields the leaf certificate
+    if cert.problems:
+        return Verdict(
+            "tls",
+            spec.name,
+            "fail",
+            f"the certificate of {spec.server} is malformed: {'; '.join(cert.problems)}\n"
+            "fix: issue a new certificate on the PBS (proxmox-backup-manager cert update), then "
+            f"`pbs fingerprint --update {spec.name}`",
+            (*facts, *(("problem", p) for p in cert.problems)),
+        )
     if cert.not_before > now:
         return Verdict(
             "tls",

@@ -4,6 +4,13 @@ PVE trusts a PBS by the SHA-256 fingerprint of its leaf certificate, so the prob
 the handshake whatever the chain says and reports the facts: fingerprint, validity, names.
 The whole probe (TCP connect + handshake) runs against one deadline, so a server that accepts
 TCP but never speaks TLS costs exactly ``timeout``.
+
+Library warnings are facts, not events: the probe runs in a worker thread, where a warning
+turned into an error by someone's filters would abort it, and where no filter can be set safely.
+A certificate with a serial number that is not positive (RFC 5280 forbids it; `cryptography`
+warns when it parses one, and will refuse it) is therefore recognised first, from its DER, and
+parsed with a positive stand-in serial; the problem is recorded in `CertificateFacts.problems`.
+(pyOpenSSL's own getters are deprecated, and warn too.)
 """
 
 from __future__ import annotations
@@ -14,12 +21,11 @@ import hashlib
 import select
 import socket
 import time
-from dataclasses import dataclass
-from typing import Any, Literal, cast
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 
 from pbs_compliance.probes._common import (
     classify_connect_error,
@@ -55,6 +61,7 @@ class CertificateFacts:
     serial: int
     fingerprint: str
     sans: tuple[str, ...]
+    problems: tuple[str, ...] = ()  # what makes it malformed (the tls case fails on these)
 
     @property
     def self_signed(self) -> bool:
@@ -79,6 +86,7 @@ class CertificateFacts:
             "serial": self.serial,
             "fingerprint": self.fingerprint,
             "sans": list(self.sans),
+            "problems": list(self.problems),
         }
 
     @classmethod
@@ -91,11 +99,27 @@ class CertificateFacts:
             serial=int(data["serial"]),
             fingerprint=str(data["fingerprint"]),
             sans=tuple(data["sans"]),
+            problems=tuple(data.get("problems", ())),
         )
 
 
 def facts_from_der(der: bytes) -> CertificateFacts:
-    """Facts of one DER certificate. Pure."""
+    """Facts of one DER certificate. Pure, and silent (see the module doc)."""
+    serial, start, end = _serial_field(der)
+    if serial > 0:
+        return _facts(der)
+    # Parsed with a positive stand-in serial, so that `cryptography` has nothing to warn about;
+    # the fingerprint and the serial are the served certificate's own.
+    stand_in = _facts(_replace(der, start, end, b"\x01"))
+    problem = (
+        f"its serial number ({serial}) is not positive, which RFC 5280 forbids; the cryptography "
+        "library already warns when it reads it and will refuse such certificates"
+    )
+    fingerprint = normalize_fingerprint(hashlib.sha256(der).hexdigest())
+    return replace(stand_in, serial=serial, fingerprint=fingerprint, problems=(problem,))
+
+
+def _facts(der: bytes) -> CertificateFacts:
     cert = x509.load_der_x509_certificate(der)
     sans: list[str] = []
     try:
@@ -115,6 +139,54 @@ def facts_from_der(der: bytes) -> CertificateFacts:
         fingerprint=normalize_fingerprint(digest),
         sans=tuple(sans),
     )
+
+
+# A few lines of DER (X.690) for the one field `cryptography` warns about: Certificate ::=
+# SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL, serialNumber INTEGER, ... }, ... }.
+
+
+def _tlv(data: bytes, at: int) -> tuple[int, int, int]:
+    """(tag, start, end) of the content of the element at `at`."""
+    if at + 2 > len(data):
+        raise ValueError("truncated DER")
+    tag, length, start = data[at], data[at + 1], at + 2
+    if length & 0x80:
+        size = length & 0x7F
+        length, start = int.from_bytes(data[start : start + size], "big"), start + size
+    if start + length > len(data):
+        raise ValueError("truncated DER")
+    return tag, start, start + length
+
+
+def _serial_field(der: bytes) -> tuple[int, int, int]:
+    """The serial number and where its content bytes are (positions in `der`)."""
+    _, body, _ = _tlv(der, 0)
+    _, tbs, _ = _tlv(der, body)
+    tag, _, end = _tlv(der, tbs)
+    at = end if tag == 0xA0 else tbs
+    tag, start, end = _tlv(der, at)
+    if tag != 0x02:
+        raise ValueError("no serial number where RFC 5280 puts it")
+    return int.from_bytes(der[start:end], "big", signed=True), start, end
+
+
+def _replace(der: bytes, start: int, end: int, content: bytes) -> bytes:
+    """`der` with the content at start..end replaced, the lengths of its enclosing elements
+    (the serial's INTEGER, the TBS and the certificate) re-encoded."""
+    _, body, _ = _tlv(der, 0)
+    _, tbs, tbs_end = _tlv(der, body)
+    tag, _, _ = _tlv(der, tbs)
+    at = _tlv(der, tbs)[2] if tag == 0xA0 else tbs
+    new_tbs = _encode(0x30, der[tbs:at] + _encode(0x02, content) + der[end:tbs_end])
+    return _encode(0x30, new_tbs + der[tbs_end : _tlv(der, 0)[2]])
+
+
+def _encode(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    if size < 0x80:
+        return bytes([tag, size]) + content
+    raw = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(raw)]) + raw + content
 
 
 @dataclass(frozen=True)
@@ -204,11 +276,8 @@ def handshake(address: str, port: int, server_name: str | None, timeout: float) 
         conn.set_connect_state()
         sock.setblocking(False)
         _drive_handshake(conn, sock, deadline)
-        # The bundled types-pyOpenSSL stubs predate ``as_cryptography``; pyOpenSSL 26 has it.
-        peer = cast(
-            "x509.Certificate | None",
-            conn.get_peer_certificate(as_cryptography=True),  # type: ignore[call-arg]
-        )
+        # pyOpenSSL's own object: converting it to `cryptography` would parse (and warn) here.
+        peer = conn.get_peer_certificate()
         protocol = conn.get_protocol_version_name()
         with contextlib.suppress(SSL.Error):  # best-effort close_notify
             conn.shutdown()
@@ -228,7 +297,7 @@ def handshake(address: str, port: int, server_name: str | None, timeout: float) 
         sock.close()
     if peer is None:  # pragma: no cover - a server must send a certificate for these suites
         return failed("tls", f"{where} completed the handshake without a certificate")
-    facts = facts_from_der(peer.public_bytes(serialization.Encoding.DER))
+    facts = facts_from_der(crypto.dump_certificate(crypto.FILETYPE_ASN1, peer))
     return TlsResult(
         address, port, server_name, True, None, time.monotonic() - started, facts, protocol
     )

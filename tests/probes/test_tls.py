@@ -165,3 +165,12 @@ def test_json_round_trip_keeps_every_fact(pbs: PbsServer) -> None:
         assert TlsResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
     assert ok.certificate is not None
     assert ok.certificate.serial > 2**64  # big serials survive JSON
+
+
+def test_certificate_problems_survive_the_trip_to_xdist_workers() -> None:
+    malformed = CertificateFacts(
+        "CN=x", "CN=x", NOW, NOW + dt.timedelta(days=9), -2, "AA", (), ("serial -2",)
+    )
+    assert CertificateFacts.from_dict(malformed.to_dict()) == malformed
+    older = {k: v for k, v in malformed.to_dict().items() if k != "problems"}
+    assert CertificateFacts.from_dict(older).problems == ()
