@@ -13,9 +13,9 @@ from typing import NoReturn
 import pytest
 
 PLUGINS = ["pbs_compliance.plugin", "remediate.pytest_plugin"]
-OFF = (
-    "pbs-compliance is off for this run, so no storage was turned into cases: run "
-    "`pytest checks/` (checks/pytest.ini switches it on), or pass --pbs-config PATH"
+OFF = (  # the plugin's own words (pbs_compliance.plugin.OFF), also when it is not loaded at all
+    "pbs-compliance is off for this run: run `pytest checks/` (checks/pytest.ini switches it "
+    "on), or pass --pbs-config PATH"
 )
 
 

@@ -17,6 +17,7 @@ import pytest
 from checks_harness import BUILTIN_IDS, CHECKS_DIR, lab_config, parse_junit
 
 from pbs_compliance.lab.runner import Lab
+from pbs_compliance.plugin import OFF
 
 WriteConfig = Callable[..., Path]
 REPO = CHECKS_DIR.parent
@@ -97,3 +98,20 @@ def test_the_development_settings_stay_strict_and_the_compliance_ones_never_erro
     filters = [f for f in ini.get("pytest", "filterwarnings").splitlines() if f.strip()]
     assert filters == ["ignore::urllib3.exceptions.InsecureRequestWarning"]
     assert "addopts" not in ini["pytest"]
+
+
+def test_the_checks_say_plainly_when_the_plugin_is_switched_off(
+    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch
+) -> None:
+    shutil.copytree(CHECKS_DIR, pytester.path / "checks", ignore=shutil.ignore_patterns("__py*"))
+
+    result = pytester.runpytest("checks", "-p", "no:cacheprovider", "-o", "pbs_compliance=false")
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    result.assert_outcomes(errors=7)  # every check, at setup: nothing was judged
+    assert result.stdout.str().count(f"\n{OFF}\n") == 7
+    assert OFF == (
+        "pbs-compliance is off for this run: run `pytest checks/` (checks/pytest.ini switches it "
+        "on), or pass --pbs-config PATH"
+    )
+    assert "configuration is invalid" not in result.stdout.str()
