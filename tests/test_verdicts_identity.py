@@ -530,3 +530,136 @@ def test_unmanaged_lists_each_undeclared_entry_sorted_with_a_fact_each() -> None
         (("alpha", "unmanaged"), ("zeta", "unmanaged")),
     )
     assert verdicts.unmanaged(config, live(pbs_entry())) == Verdict("unmanaged", "(all)", "pass")
+
+
+# ---- one fault, one red case: the pin left to the fingerprint case, nodes pointing ------------
+
+THIRD_FP = ":".join(["EF"] * 32)
+
+
+def serving(fingerprint: str, **kwargs: Any) -> ServerEvidence:
+    return evidence(tls=handshake(cert(fingerprint=fingerprint)), **kwargs)
+
+
+def test_drift_leaves_a_pin_pve_got_right_to_the_failing_fingerprint_case() -> None:
+    result = Drift(NAME, missing=False, diffs=(PropertyDiff("fingerprint", FP, OTHER_FP),))
+    verdict = verdicts.drift(spec(), live(pbs_entry(fingerprint=OTHER_FP)), serving(OTHER_FP))
+    assert verdict == Verdict(
+        "drift",
+        NAME,
+        "skip",
+        f"the fingerprint PVE pins ({OTHER_FP}) is not the declared one: PVE pins the "
+        "certificate the server serves, so the declaration is what is out of date "
+        "(see the fingerprint case)",
+        (("fingerprint", f"{FP} -> {OTHER_FP}"),),
+        drift=result,
+    )
+
+
+def test_drift_fails_for_the_other_properties_and_still_points_at_fingerprint_for_the_pin() -> None:
+    entry = pbs_entry(fingerprint=OTHER_FP, port=8008)
+    verdict = verdicts.drift(spec(), live(entry), serving(THIRD_FP))
+    pin, port = PropertyDiff("fingerprint", FP, OTHER_FP), PropertyDiff("port", "8007", "8008")
+    assert verdict == Verdict(
+        "drift",
+        NAME,
+        "fail",
+        f"storage '{NAME}' drifted (declared -> live):\n"
+        "  port: 8007 -> 8008\n"
+        "can be fixed in place: `pytest checks/ --remediate` or `pbs apply`\n"
+        f"the fingerprint PVE pins ({OTHER_FP}) is not the declared one: the server serves "
+        "neither of them (see the fingerprint case)",
+        (("fingerprint", f"{FP} -> {OTHER_FP}"), ("port", "8007 -> 8008")),
+        drift=Drift(NAME, missing=False, diffs=(pin, port)),
+    )
+
+
+def test_the_pin_note_spells_a_missing_pin_as_unset() -> None:
+    verdict = verdicts.drift(spec(), live(pbs_entry(fingerprint=None)), serving(OTHER_FP))
+    assert verdict.status == "skip"
+    assert verdict.message == (
+        "the fingerprint PVE pins ((unset)) is not the declared one: the server serves neither "
+        "of them (see the fingerprint case)"
+    )
+
+
+def test_an_inactive_node_points_at_the_port_case_failing_from_here() -> None:
+    state = live(pbs_entry(), node_views=views(active=0))
+    verdict = verdicts.node(spec(), "pve1", state, evidence(tcp_ok=(True, False)))
+    assert verdict == Verdict(
+        "nodes",
+        NAME,
+        "skip",
+        f"pve1 reports '{NAME}' enabled but NOT active: it cannot reach or log in to "
+        "pbs1.example:8007 from there\n"
+        "pbs1.example:8007 does not accept TCP from here either: that is the fault "
+        "(see the port case)",
+        (("active", "0"),),
+        node="pve1",
+    )
+
+
+def test_a_password_not_proven_because_of_another_fault_points_at_it() -> None:
+    declared = spec(password="canary-Secret-123")
+    refused = NodeScan(False, error="connection refused")
+    state = live(pbs_entry(), node_views=views(), scans={scan_key("pve1", declared): refused})
+    verdict = verdicts.node(declared, "pve1", state, evidence(tcp_ok=(False, False)))
+    assert verdict == Verdict(
+        "nodes",
+        NAME,
+        "skip",
+        "the declared password was not proven from pve1: connection refused\n"
+        "pbs1.example:8007 does not accept TCP from here either: that is the fault "
+        "(see the port case)",
+        (("active", "1"), ("password", "not proven (see the port case)")),
+        node="pve1",
+    )
+
+
+def test_a_scan_is_not_judged_for_a_storage_declared_without_a_password() -> None:
+    refused = NodeScan(False, error="401")
+    state = live(pbs_entry(), node_views=views(), scans={scan_key("pve1", spec()): refused})
+    assert verdicts.node(spec(), "pve1", state, evidence()) == Verdict(
+        "nodes", NAME, "pass", facts=(("active", "1"),), node="pve1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "served", "why", "case"),
+    [
+        (
+            {"server": "pbs2.example", "port": 8008},
+            FP,
+            "PVE's entry differs from the declaration in server, port",
+            "drift",
+        ),
+        # The declared fingerprint is not served as well: still PVE's wrong server first.
+        (
+            {"server": "pbs2.example"},
+            OTHER_FP,
+            "PVE's entry differs from the declaration in server",
+            "drift",
+        ),
+        # PVE pins a third fingerprint: the declared one is not served, that case names it.
+        (
+            {"fingerprint": THIRD_FP},
+            OTHER_FP,
+            "pbs1.example serves a certificate with another fingerprint",
+            "fingerprint",
+        ),
+        # PVE pins what is served and the declaration is out of date: the fingerprint case.
+        (
+            {"fingerprint": OTHER_FP},
+            OTHER_FP,
+            "pbs1.example serves a certificate with another fingerprint",
+            "fingerprint",
+        ),
+    ],
+)
+def test_an_inactive_node_names_the_case_of_the_fault_that_stops_every_node(
+    entry: dict[str, Any], served: str, why: str, case: str
+) -> None:
+    state = live(pbs_entry(**entry), node_views=views(active=0))
+    verdict = verdicts.node(spec(), "pve1", state, serving(served))
+    assert verdict.status == "skip"
+    assert verdict.message.split("\n")[1] == f"{why}: that is the fault (see the {case} case)"
