@@ -67,6 +67,10 @@ class NodeAgent(Protocol):
         self, storage: Mapping[str, object], password: str | None
     ) -> tuple[int, int, int]: ...
 
+    def snapshots(
+        self, storage: Mapping[str, object], password: str | None, vmid: int | None
+    ) -> list[dict[str, object]]: ...
+
 
 def is_api_token(auth_id: str) -> bool:
     """``user@realm!name`` authenticates with a token header instead of a ticket."""
@@ -159,6 +163,26 @@ class LabNodeAgent:
         if not isinstance(data, dict):
             raise NodeAgentError("unexpected datastore status answer")
         return int(data["total"]), int(data["used"]), int(data["avail"])
+
+    def snapshots(
+        self, storage: Mapping[str, object], password: str | None, vmid: int | None
+    ) -> list[dict[str, object]]:
+        """The entry's snapshots from PBS (`ns` = its namespace, `backup-id` = the vmid), as
+        PBSPlugin.pm `list_volumes` asks for them."""
+        target = _Target.of_storage(storage, password)
+        query: dict[str, str] = {}
+        if vmid is not None:
+            query["backup-id"] = str(vmid)
+        if storage.get("namespace") is not None:
+            query["ns"] = str(storage["namespace"])
+        path = f"/api2/json/admin/datastore/{quote(str(storage['datastore']), safe='')}/snapshots"
+        if query:
+            path += "?" + urlencode(query)
+        with self._session(target) as session:
+            data = session.get(path)
+        if not isinstance(data, list):
+            raise NodeAgentError("unexpected snapshot list answer")
+        return [dict(item) for item in data if isinstance(item, dict)]
 
     # -- the steps ---------------------------------------------------------------------------
 

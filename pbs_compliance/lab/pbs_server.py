@@ -125,7 +125,7 @@ class _PbsApi:
         self._tickets: dict[str, tuple[str, float]] = {}
         self._csrf_secret = secrets.token_bytes(32)
         self.login_attempts = 0
-        self._namespaces = {
+        self.namespaces = {
             store: _with_ancestors(namespaces) for store, namespaces in spec.datastores.items()
         }
         self.acl = PbsAcl(spec.acl)
@@ -173,7 +173,7 @@ class _PbsApi:
             return _Response.data(
                 datastore_status(self.acl, auth_id, name, store, state, request.query)
             )
-        namespaces = self._namespaces.get(store, frozenset({""}))
+        namespaces = self.namespaces.get(store, frozenset({""}))
         handler = {
             "namespace": list_namespaces,
             "snapshots": list_snapshots,
@@ -414,6 +414,11 @@ class PbsServer:
     @property
     def mode(self) -> Mode:
         return self._mode
+
+    @property
+    def namespaces(self) -> dict[str, frozenset[str]]:
+        """Each datastore's namespaces, parents included ('' is the root)."""
+        return dict(self._api.namespaces)
 
     @property
     def login_attempts(self) -> int:

@@ -4,7 +4,8 @@ The answers follow PVE's wire behaviour request by request: the `{"data": ...}` 
 errors whose first message line is the HTTP reason phrase (the only text proxmoxer shows),
 PVE's order of checks (auth, body on GET/DELETE, routing, URI/body conflicts, permissions,
 schema, business rules), its URL-decoding quirks, tickets with CSRF tokens and API tokens.
-The storage rules themselves live in `storage.py`; this module is the HTTP edge.
+The storage rules themselves live in `storage.py`, guests and pools in `pve_guests.py`, backup
+jobs in `pve_jobs.py`, tasks in `pve_tasks.py`; this module is the HTTP edge.
 """
 
 from __future__ import annotations
@@ -24,22 +25,33 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from pbs_compliance.lab import pve_jobs
 from pbs_compliance.lab.pve_auth import (
     ALL_STORAGE_PRIVILEGES,
     Authenticator,
     Principal,
     require_any,
 )
+from pbs_compliance.lab.pve_cluster import ClusterStore
 from pbs_compliance.lab.pve_errors import PveError, param_error
 from pbs_compliance.lab.pve_faults import FaultSettings, PveFaults, RequestLog
-from pbs_compliance.lab.pve_nodes import NodeAgent, node_storage_list, node_storage_status, scan_pbs
+from pbs_compliance.lab.pve_guests import list_pools, read_pool, resources
+from pbs_compliance.lab.pve_nodes import (
+    NodeAgent,
+    node_storage_content,
+    node_storage_list,
+    node_storage_status,
+    scan_pbs,
+)
 from pbs_compliance.lab.pve_schema import Params, Prop, Value, validate
 from pbs_compliance.lab.pve_state import StorageStore
+from pbs_compliance.lab.pve_tasks import list_tasks
 from pbs_compliance.lab.storage import (
     create_storage,
     delete_storage,
     list_storages,
     read_storage,
+    storage_view,
     touch_other_storage,
     update_storage,
 )
@@ -192,6 +204,18 @@ _ROUTES: list[_Route] = [
         ("GET", r"^/nodes/(?P<node>[^/]+)/storage$", "node_storage"),
         ("GET", r"^/nodes/(?P<node>[^/]+)/storage/(?P<storage>[^/]+)/status$", "node_status"),
         ("GET", r"^/nodes/(?P<node>[^/]+)/scan/pbs$", "scan_pbs"),
+        ("GET", r"^/nodes/(?P<node>[^/]+)/storage/(?P<storage>[^/]+)/content$", "content"),
+        ("GET", r"^/nodes/(?P<node>[^/]+)/tasks$", "tasks"),
+        ("GET", r"^/cluster/resources$", "resources"),
+        ("GET", r"^/cluster/backup$", "jobs_index"),
+        ("POST", r"^/cluster/backup$", "job_create"),
+        ("GET", r"^/cluster/backup/(?P<id>[^/]+)$", "job_read"),
+        ("PUT", r"^/cluster/backup/(?P<id>[^/]+)$", "job_update"),
+        ("DELETE", r"^/cluster/backup/(?P<id>[^/]+)$", "job_delete"),
+        ("GET", r"^/cluster/backup/(?P<id>[^/]+)/included_volumes$", "job_included"),
+        ("GET", r"^/cluster/backup-info/not-backed-up$", "not_backed_up"),
+        ("GET", r"^/pools$", "pools"),
+        ("GET", r"^/pools/(?P<poolid>[^/]+)$", "pool"),
     ]
 ]
 
@@ -207,6 +231,7 @@ class _PveApp:
         self.store = StorageStore(
             config.state_dir, config.initial_storage_cfg, config.initial_passwords
         )
+        self.cluster = ClusterStore(config.state_dir)
         self.started = time.time()
         self.ssl_fingerprint = ""
 
@@ -464,6 +489,60 @@ class _PveApp:
         agent = self._node(params)
         return scan_pbs(agent, params)
 
+    def _h_content(self, params: Params, who: Principal) -> object:
+        storage = f"/storage/{params.get('storage')}"
+        require_any(who, storage, _AUDIT_ANY)
+        agent = self._node(params)
+
+        def may_see(vmid: int) -> bool:  # check_volume_access for a backup volume
+            return who.has("Datastore.Allocate", storage) or (
+                who.has("Datastore.AllocateSpace", storage) and who.has("VM.Backup", f"/vms/{vmid}")
+            )
+
+        return node_storage_content(self.store.state, agent, params, may_see)
+
+    def _h_tasks(self, params: Params, who: Principal) -> object:
+        agent = self._node(params)
+        return list_tasks(self.cluster.tasks(agent.name), {**params, "node": agent.name}, who)
+
+    def _h_resources(self, params: Params, who: Principal) -> object:
+        state = self.store.state
+        views = []
+        for sid in state.config.ids():
+            with contextlib.suppress(PveError):  # a section PVE would skip as unusable
+                views.append(storage_view(state, sid))
+        return resources(self.cluster, list(self.config.nodes), views, params, who)
+
+    def _h_jobs_index(self, params: Params, who: Principal) -> object:
+        return pve_jobs.list_jobs(self.cluster, params, who)
+
+    def _h_job_create(self, params: Params, who: Principal) -> object:
+        pve_jobs.create_job(self.cluster, params, who)
+        return None
+
+    def _h_job_read(self, params: Params, who: Principal) -> object:
+        return pve_jobs.read_job(self.cluster, params, who)
+
+    def _h_job_update(self, params: Params, who: Principal) -> object:
+        pve_jobs.update_job(self.cluster, params, who)
+        return None
+
+    def _h_job_delete(self, params: Params, who: Principal) -> object:
+        pve_jobs.delete_job(self.cluster, params, who)
+        return None
+
+    def _h_job_included(self, params: Params, who: Principal) -> object:
+        return pve_jobs.included_volumes(self.cluster, params, who)
+
+    def _h_not_backed_up(self, params: Params, who: Principal) -> object:
+        return pve_jobs.not_backed_up(self.cluster, params, who)
+
+    def _h_pools(self, params: Params, who: Principal) -> object:
+        return list_pools(self.cluster, params, who)
+
+    def _h_pool(self, params: Params, who: Principal) -> object:
+        return read_pool(self.cluster, params, who)
+
 
 def _lab_body(req: _Request) -> dict[str, Any]:
     if not req.body:
@@ -602,6 +681,11 @@ class PveApiServer:
     def store(self) -> StorageStore:
         """The storage.cfg state (for assertions and the orchestrator)."""
         return self._app.store
+
+    @property
+    def cluster(self) -> ClusterStore:
+        """Guests, pools, backup jobs and tasks (for the orchestrator and assertions)."""
+        return self._app.cluster
 
     def start(self) -> None:
         if self._thread is not None or self._server is None:

@@ -38,11 +38,13 @@ _TOKEN_ID_RE = re.compile(r"^([^\s:/]+@[A-Za-z][A-Za-z0-9.\-_]+)!([A-Za-z][A-Za-
 
 @dataclass(frozen=True)
 class Principal:
-    """A user or an API token with its privileges on `/storage` (propagated below it)."""
+    """A user or an API token: `privileges` hold everywhere (on `/`, propagated), `acl` adds
+    privileges on single paths and below them (`(("/vms/100", {"VM.Audit"}),)`)."""
 
     userid: str
     secret: str = field(repr=False)
     privileges: frozenset[str] = frozenset()
+    acl: tuple[tuple[str, frozenset[str]], ...] = ()
 
     @property
     def is_token(self) -> bool:
@@ -53,13 +55,20 @@ class Principal:
         """Only the user root@pam skips permission checks; its tokens do not."""
         return self.userid == ROOT_USER
 
-    def has(self, privilege: str) -> bool:
-        return self.is_root or privilege in self.privileges
+    def has(self, privilege: str, path: str | None = None) -> bool:
+        if self.is_root or privilege in self.privileges:
+            return True
+        if path is None:
+            return False
+        return any(
+            privilege in privs and (path == where or path.startswith(where.rstrip("/") + "/"))
+            for where, privs in self.acl
+        )
 
 
 def require_any(principal: Principal, path: str, privileges: Sequence[str]) -> None:
     """`RPCEnvironment::check_any`; PVE's 403 text names the path and the wanted privileges."""
-    if any(principal.has(p) for p in privileges):
+    if any(principal.has(p, path) for p in privileges):
         return
     raise PveError(403, f"Permission check failed ({path}, {'|'.join(privileges)})")
 

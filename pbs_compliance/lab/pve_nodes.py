@@ -9,7 +9,8 @@ thread pool, so a dead PBS costs one timeout per request. Results are the same.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +21,12 @@ from pbs_compliance.lab.pve_schema import Params, Prop, split_list, validate
 from pbs_compliance.lab.storage import StorageState, enabled_on_node, storage_view
 
 __all__ = [
+    "CONTENT_SCHEMA",
     "NODE_STORAGE_SCHEMA",
     "NODE_STORAGE_STATUS_SCHEMA",
     "SCAN_PBS_SCHEMA",
     "NodeAgent",
+    "node_storage_content",
     "node_storage_list",
     "node_storage_status",
     "scan_pbs",
@@ -51,6 +54,12 @@ SCAN_PBS_SCHEMA: Mapping[str, Prop] = {
     "fingerprint": Prop("string", pattern=_FP),
     "port": Prop("integer", minimum=1, maximum=65535),
 }
+CONTENT_SCHEMA: Mapping[str, Prop] = {
+    "node": _NODE,
+    "storage": Prop("string", optional=False, format="pve-storage-id"),
+    "content": Prop("string", format="pve-storage-content"),
+    "vmid": Prop("integer", minimum=100, maximum=999999999),
+}
 _MAX_WORKERS = 32
 
 
@@ -72,6 +81,13 @@ class NodeAgent(Protocol):
 
     def status(self, storage: Mapping[str, object], password: str | None) -> tuple[int, int, int]:
         """(total, used, avail) bytes of an active store (called after activate succeeded)."""
+        ...
+
+    def snapshots(
+        self, storage: Mapping[str, object], password: str | None, vmid: int | None
+    ) -> list[dict[str, object]]:
+        """The PBS snapshot list of the entry's datastore and namespace (PBSPlugin.pm
+        `list_volumes`); raise with the client error on failure."""
         ...
 
 
@@ -247,3 +263,69 @@ def scan_pbs(agent: NodeAgent, params: Params) -> list[dict[str, object]]:
         )
     except Exception as exc:  # PVE reports any client failure this way
         raise PveError(500, f"error fetching datastores - {exc}") from exc
+
+
+def _volume(storage_id: str, item: Mapping[str, object]) -> dict[str, object] | None:
+    """One PBS snapshot as a PVE backup volume (PBSPlugin.pm `list_volumes`)."""
+    btype, bid = str(item.get("backup-type")), str(item.get("backup-id"))
+    if btype not in ("vm", "ct") or not bid.isdigit():
+        return None
+    epoch = int(str(item.get("backup-time")))
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    info: dict[str, object] = {
+        "volid": f"{storage_id}:backup/{btype}/{bid}/{stamp}",
+        "format": f"pbs-{btype}",
+        "size": int(str(item.get("size") or 1)),
+        "content": "backup",
+        "vmid": int(bid),
+        "ctime": epoch,
+        "subtype": "qemu" if btype == "vm" else "lxc",
+    }
+    if item.get("verification") is not None:
+        info["verification"] = item["verification"]
+    if item.get("comment") is not None:
+        info["notes"] = item["comment"]
+    if item.get("protected"):
+        info["protected"] = 1
+    files = item.get("files")
+    if item.get("fingerprint") is not None:
+        info["encrypted"] = item["fingerprint"]
+    elif isinstance(files, list) and any(
+        isinstance(f, dict) and f.get("crypt-mode") == "encrypt" for f in files
+    ):
+        info["encrypted"] = "1"
+    return info
+
+
+def node_storage_content(
+    state: StorageState, agent: NodeAgent, params: Params, may_see: Callable[[int], bool]
+) -> list[dict[str, object]]:
+    """GET /nodes/{node}/storage/{storage}/content for a PBS entry, as `agent`'s node sees it.
+
+    `may_see(vmid)` is `check_volume_access` for a backup volume of that guest (volumes the
+    caller may not access are dropped silently). Non-PBS stores list nothing in the lab.
+    """
+    checked = validate(params, CONTENT_SCHEMA)
+    storage_id = str(checked["storage"])
+    view = storage_view(state, storage_id)  # dies "storage 'x' does not exist"
+    if view.get("disable") is not None:
+        raise PveError(500, f"storage '{storage_id}' is disabled")
+    if not enabled_on_node(view, agent.name):
+        raise PveError(500, f"storage '{storage_id}' is not available on node '{agent.name}'")
+    wanted = checked.get("content")
+    if view["type"] != "pbs" or (wanted is not None and wanted not in _content_types(view)):
+        return []
+    if wanted is not None and wanted != "backup":
+        return []
+    password = state.password(storage_id)
+    problem = agent.activate(view, password)
+    if problem is not None:
+        raise PveError(500, f"{storage_id}: {problem}")
+    vmid = checked.get("vmid")
+    try:
+        items = agent.snapshots(view, password, int(str(vmid)) if vmid is not None else None)
+    except Exception as exc:  # PBSPlugin.pm: die "error listing snapshots - $@"
+        raise PveError(500, f"error listing snapshots - {exc}") from exc
+    volumes = [v for v in (_volume(storage_id, i) for i in items) if v is not None]
+    volumes.sort(key=lambda v: str(v["volid"]).lower())
+    return [v for v in volumes if may_see(int(str(v["vmid"])))]

@@ -3,6 +3,8 @@
 Order matters: certificates, then PBS servers (their fingerprints go into storage.cfg), then DNS
 views, then the PVE API; only when everything listens are `lab.json`, `lab.env` and
 `pbs-storage.yaml` written - their presence is the "ready" signal for scripts and the demo.
+A lab's first start also fills in its guests, pools, backup jobs and snapshots from the spec
+(`admin.py`); a restart keeps what the state directory holds.
 """
 
 from __future__ import annotations
@@ -21,21 +23,27 @@ from typing import Any
 import yaml
 
 from pbs_compliance.essence import parse_prune
+from pbs_compliance.lab.admin import LabAdmin
+from pbs_compliance.lab.backups import BackupStore
 from pbs_compliance.lab.certs import CertificateAuthority, CertPair
 from pbs_compliance.lab.dns_server import DnsServer
 from pbs_compliance.lab.node_agent import LabNodeAgent
 from pbs_compliance.lab.pbs_server import PbsServer, PbsServerSpec
 from pbs_compliance.lab.pve_api import Principal, PveApiServer, PveServerConfig
 from pbs_compliance.lab.pve_errors import PveError
-from pbs_compliance.lab.scenario import Scenario, StorageScenario
+from pbs_compliance.lab.scenario import Scenario, StorageScenario, parse_age
 
 TOKEN_ID = "root@pam!compliance"
 READONLY_TOKEN_ID = "auditor@pve!readonly"
 ADMIN_USER = "root@pam"
 TOKEN_SECRET_PATTERN = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 ALL_PRIVILEGES = frozenset(
-    {"Datastore.Allocate", "Datastore.Audit", "Datastore.AllocateSpace", "Sys.Audit"}
-)
+    {"Datastore.Allocate", "Datastore.Audit", "Datastore.AllocateSpace", "Sys.Audit",
+     "Sys.Modify", "VM.Audit", "VM.Backup", "Pool.Audit", "Pool.Allocate"}
+)  # fmt: skip
+# The read-only token has PVE's PVEAuditor role: it reads jobs, guests, tasks and storage
+# status, but sees no backups in storage content (that needs Allocate or VM.Backup).
+AUDITOR_PRIVILEGES = frozenset({"Datastore.Audit", "Sys.Audit", "VM.Audit", "Pool.Audit"})
 
 
 class LabError(Exception):
@@ -72,6 +80,8 @@ class Lab:
         self.dns: DnsServer | None = None
         self.node_dns: dict[str, DnsServer] = {}
         self.pve: PveApiServer | None = None
+        self.backups: BackupStore | None = None
+        self.admin: LabAdmin | None = None
         self.env: dict[str, str] = {}
         # Things the person who started the lab should know (a kept port that was taken, ...).
         self.notes: list[str] = []
@@ -136,6 +146,7 @@ class Lab:
             )
         self.ca_file.write_bytes(ca_pem)
         self._pve_identity = (ca_pem, pve_cert)
+        self.backups = BackupStore(self.state_dir / BackupStore.FILE)
         for server in self.scenario.pbs_servers:
             before = kept.get("servers", {}).get(server.name, {})
             old = before.get("credentials", {})
@@ -153,6 +164,7 @@ class Lab:
                 tokens=tokens,
                 acl=server.acl,
                 expired=server.expired,
+                contents=self.backups,
             )
             pbs = self._start_pbs(spec, cert_dir, *_kept_certificates(before))
             self.pbs[server.name] = pbs
@@ -185,11 +197,7 @@ class Lab:
             principals=[
                 Principal(ADMIN_USER, self.password, ALL_PRIVILEGES),
                 Principal(TOKEN_ID, self.token_secret, ALL_PRIVILEGES),
-                Principal(
-                    READONLY_TOKEN_ID,
-                    self.readonly_token_secret,
-                    frozenset({"Datastore.Audit"}),
-                ),
+                Principal(READONLY_TOKEN_ID, self.readonly_token_secret, AUDITOR_PRIVILEGES),
             ],
             request_log=self.request_log,
             initial_storage_cfg=storage_cfg,
@@ -199,6 +207,15 @@ class Lab:
         )
         self.pve = self._start_pve(pve_config, kept_pve.get("port", 0))
         self._pve_port = self.pve.port
+        self.admin = LabAdmin(
+            cluster=self.pve.cluster,
+            storage=self.pve.store,
+            backups=self.backups,
+            nodes=tuple(self.scenario.nodes),
+            namespaces={name: pbs.namespaces for name, pbs in self.pbs.items()},
+        )
+        if self.pve.cluster.fresh:
+            self._fill_from_spec(self.admin, pbs_side=self.backups.fresh)
         for view_name, fault in self.scenario.dns_faults.items():
             target = self.dns if view_name == "admin" else self.node_dns.get(view_name)
             if target is None:
@@ -274,6 +291,53 @@ class Lab:
                 f"PBS server {spec.name} cannot listen on {spec.address}:{spec.port}: "
                 f"{exc.strerror} (another lab running? use port 0)"
             ) from None
+
+    def _fill_from_spec(self, admin: LabAdmin, pbs_side: bool) -> None:
+        """The first start: guests, pools, jobs (through PVE's job rules), snapshots, fill
+        levels, maintenance and the jobs' last runs, as the spec says."""
+        spec = self.scenario
+        try:
+            for pool, comment in spec.pools.items():
+                admin.cluster.add_pool(pool, comment)
+            for guest in spec.guests:
+                admin.add_guest(guest.model_dump())
+            for job in spec.jobs:
+                admin.add_job(
+                    {
+                        **job.options,
+                        "id": job.id,
+                        "storage": job.storage,
+                        "schedule": job.schedule,
+                        "all": job.all or None,
+                        "vmid": job.vmid,
+                        "exclude": job.exclude,
+                        "pool": job.pool,
+                        "node": job.node,
+                        "enabled": None if job.enabled else "0",
+                    }
+                )
+            admin.cluster.save()
+            if not pbs_side:
+                return
+            for server in spec.pbs_servers:
+                for store, kind in server.maintenance.items():
+                    admin.maintenance(server.name, sorted(server.datastores),
+                                      {"maintenance": kind, "datastore": store})  # fmt: skip
+                for store, usage in server.usage.items():
+                    full_in = parse_age(usage.full_in) if usage.full_in is not None else None
+                    admin.fill(
+                        {"server": server.name, "datastore": store,
+                         "used_percent": usage.used_percent, "full_in": full_in}
+                    )  # fmt: skip
+            for snap in spec.snapshots:
+                admin.add_backup({**snap.model_dump(), "age": parse_age(snap.age)})
+            for job in spec.jobs:
+                if job.last_run is not None:
+                    admin.run_job({"id": job.id, "status": job.last_run,
+                                   "age": parse_age(job.last_run_age)})  # fmt: skip
+            admin.backups.save()
+        except PveError as exc:
+            raise LabError(f"the lab spec's guests, jobs or snapshots: {exc.reason}") from None
 
     # -- what a restart in the same state dir keeps ----------------------------------------------
 
@@ -491,8 +555,20 @@ class Lab:
     # -- run-time faults (POST /_lab/... on the PVE API) ---------------------------------------
 
     def _admin(self, path: str, body: Mapping[str, object]) -> object:
-        """`POST /_lab/pbs/NAME`, `POST /_lab/dns`; a mistake is a 400 that says what is valid."""
+        """`POST /_lab/pbs/NAME`, `POST /_lab/dns`, `POST /_lab/{backup,guest,job}/VERB`; a
+        mistake is a 400 that says what is valid."""
         parts = [p for p in path.split("/") if p and p != "_lab"]
+        admin = self.admin
+        verbs = {
+            ("backup", "add"): admin.add_backup if admin else None,
+            ("backup", "fill"): admin.fill if admin else None,
+            ("guest", "add"): admin.add_guest if admin else None,
+            ("job", "add"): admin.add_job if admin else None,
+            ("job", "run"): admin.run_job if admin else None,
+        }
+        verb = verbs.get((parts[0], parts[1])) if len(parts) == 2 else None
+        if verb is not None:
+            return verb(body)
         if len(parts) == 2 and parts[0] == "pbs":
             pbs = self.pbs.get(parts[1])
             if pbs is None:
@@ -501,6 +577,10 @@ class Lab:
                     f"no PBS server named '{parts[1]}' in this lab "
                     f"(its PBS servers: {', '.join(self.pbs) or 'none'})",
                 )
+            if "maintenance" in body and admin is not None:
+                stores = sorted(self._server_scenario(parts[1]).datastores)
+                value = admin.maintenance(parts[1], stores, body)
+                return {"name": parts[1], "fingerprint": pbs.fingerprint, "maintenance": value}
             if "mode" in body and body["mode"] not in ("up", "down", "blackhole"):
                 raise PveError(400, f"mode '{body['mode']}' is not one of up, down, blackhole")
             if "mode" in body:
@@ -531,7 +611,8 @@ class Lab:
         raise PveError(
             501,
             f"no lab fault at {path}; the lab's fault routes are POST /_lab/pbs/NAME, "
-            "/_lab/dns and /_lab/faults (`pbs lab fault --help`)",
+            "/_lab/dns and /_lab/faults (`pbs lab fault --help`), its admin routes "
+            "/_lab/backup/add|fill, /_lab/guest/add, /_lab/job/add|run",
         )
 
 

@@ -7,15 +7,35 @@ test's spec fails loudly instead of silently starting a different lab. `builtin(
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_age(text: str) -> int:
+    """`50h`, `7d`, `90m`, `30s`, `2w` or plain seconds -> seconds (ValueError otherwise)."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", str(text))
+    if found is None:
+        raise ValueError(f"'{text}' is not an age: give a number with s, m, h, d or w (e.g. 50h)")
+    return int(float(found.group(1)) * _AGE_UNITS[found.group(2) or "s"])
+
+
+def _age(text: str) -> str:
+    parse_age(text)
+    return text
+
+
+Age = Annotated[str, AfterValidator(_age)]
 
 
 def _one_store() -> dict[str, list[str]]:
@@ -24,6 +44,11 @@ def _one_store() -> dict[str, list[str]]:
 
 def _root_user() -> dict[str, str | None]:
     return {"root@pam": None}
+
+
+class UsageScenario(_Spec):
+    used_percent: float = Field(ge=0, le=100)
+    full_in: Age | None = None  # the usage trend reaches 100 % then; None: flat (never)
 
 
 class PbsServerScenario(_Spec):
@@ -39,6 +64,10 @@ class PbsServerScenario(_Spec):
     expired: bool = False
     mode: Literal["up", "down", "blackhole"] = "up"
     in_dns: bool = True  # False: the name is in no DNS view at all
+    # datastore -> maintenance mode from the start (first start only, like snapshots)
+    maintenance: dict[str, Literal["offline", "read-only"]] = Field(default_factory=dict)
+    # datastore -> fill level from the start: {used_percent: 97, full_in: 10d}
+    usage: dict[str, UsageScenario] = Field(default_factory=dict)
 
 
 class StorageScenario(_Spec):
@@ -59,6 +88,51 @@ class StorageScenario(_Spec):
     declare: bool = True  # written into the generated pbs-storage.yaml
 
 
+class GuestScenario(_Spec):
+    """A VM (`qemu`) or container (`lxc`) on one node."""
+
+    vmid: int = Field(ge=100, le=999999999)
+    node: str
+    type: Literal["qemu", "lxc"] = "qemu"
+    name: str | None = None
+    template: bool = False
+    tags: list[str] = Field(default_factory=list)
+    pool: str | None = None  # created when no `pools` entry names it
+
+
+class JobScenario(_Spec):
+    """A vzdump job in jobs.cfg, created through PVE's own job rules at the first start."""
+
+    id: str
+    storage: str | None = None
+    schedule: str = "21:00"
+    enabled: bool = True
+    all: bool = False
+    vmid: str | None = None  # "100,101"
+    exclude: str | None = None
+    pool: str | None = None
+    node: str | None = None
+    options: dict[str, str] = Field(default_factory=dict)  # any other job option, verbatim
+    last_run: str | None = None  # the status of a finished run: OK, WARNINGS: 1, job errors
+    last_run_age: Age = "6h"  # how long ago that run ended
+
+
+class SnapshotScenario(_Spec):
+    """One snapshot on a lab PBS (beside those a job's `last_run` writes)."""
+
+    server: str
+    datastore: str
+    backup: str  # vm/ID, ct/ID or host/NAME
+    ns: str = ""
+    age: Age = "0s"
+    verify: Literal["ok", "failed", "none"] = "ok"
+    in_progress: bool = False
+    protected: bool = False
+    comment: str | None = None
+    owner: str = "root@pam"
+    size: int | None = Field(default=None, ge=1)
+
+
 class Scenario(_Spec):
     nodes: list[str] = Field(default_factory=lambda: ["pve1", "pve2", "pve3"], min_length=1)
     pbs_servers: list[PbsServerScenario] = Field(default_factory=list)
@@ -73,6 +147,24 @@ class Scenario(_Spec):
     pve_faults: dict[str, Any] = Field(default_factory=dict)
     node_timeout: float = Field(default=2.0, gt=0)
     auth_failure_delay: float = Field(default=3.0, ge=0)  # PVE holds back every 401 ~3 s
+    guests: list[GuestScenario] = Field(default_factory=list)
+    pools: dict[str, str | None] = Field(default_factory=dict)  # pool -> comment
+    jobs: list[JobScenario] = Field(default_factory=list)
+    snapshots: list[SnapshotScenario] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _guests_on_known_nodes(self) -> Scenario:
+        seen: set[int] = set()
+        for guest in self.guests:
+            if guest.node not in self.nodes:
+                raise ValueError(
+                    f"guest {guest.vmid} is on node '{guest.node}', which is not one of the "
+                    f"nodes {', '.join(self.nodes)}"
+                )
+            if guest.vmid in seen:
+                raise ValueError(f"guest {guest.vmid} is listed twice (a VMID is unique)")
+            seen.add(guest.vmid)
+        return self
 
     @classmethod
     def load(cls, path: Path) -> Scenario:
@@ -86,7 +178,9 @@ class Scenario(_Spec):
 
 
 def builtin() -> Scenario:
-    """3 nodes, 3 PBS servers with DNS names, several datastores, 4 PBS entries and a dir entry."""
+    """3 nodes, 3 PBS servers with DNS names, several datastores, 4 PBS entries and a dir entry;
+    6 guests (VMs, containers, a template) in two pools; a backup job per PBS entry that covers
+    its guests and last ran OK a few hours ago, so every guest has a fresh, verified backup."""
     return Scenario.model_validate(
         {
             "nodes": ["pve1", "pve2", "pve3"],
@@ -145,5 +239,25 @@ def builtin() -> Scenario:
                     "options": {"content": "backup"},
                 },
             ],
+            "pools": {"prod": "production services", "infra": "infrastructure"},
+            "guests": [
+                {"vmid": 100, "node": "pve1", "name": "web", "pool": "prod", "tags": ["web"]},
+                {"vmid": 101, "node": "pve1", "type": "lxc", "name": "dns", "pool": "infra"},
+                {"vmid": 200, "node": "pve2", "name": "db", "pool": "prod", "tags": ["db"]},
+                {"vmid": 201, "node": "pve2", "type": "lxc", "name": "proxy", "pool": "infra"},
+                {"vmid": 300, "node": "pve3", "name": "mail", "pool": "prod"},
+                {"vmid": 9000, "node": "pve3", "name": "debian-12", "template": True},
+            ],
+            "jobs": [
+                {"id": "backup-homelab", "storage": "homelab-backup", "schedule": "02:00",
+                 "all": True, "options": {"mode": "snapshot", "notes-template": "{{guestname}}"},
+                 "last_run": "OK", "last_run_age": "6h"},
+                {"id": "backup-archive", "storage": "archive", "schedule": "03:00",
+                 "pool": "prod", "last_run": "OK", "last_run_age": "5h"},
+                {"id": "backup-offsite", "storage": "offsite", "schedule": "mon..sat 04:00",
+                 "vmid": "100,200", "last_run": "OK", "last_run_age": "4h"},
+                {"id": "backup-media", "storage": "media", "schedule": "05:00",
+                 "vmid": "101,201", "last_run": "OK", "last_run_age": "3h"},
+            ],
         }
-    )
+    )  # fmt: skip

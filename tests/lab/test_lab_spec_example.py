@@ -11,7 +11,15 @@ from pathlib import Path
 import yaml
 
 from pbs_compliance.lab.fixtures import LabFactory
-from pbs_compliance.lab.scenario import PbsServerScenario, Scenario, StorageScenario
+from pbs_compliance.lab.scenario import (
+    GuestScenario,
+    JobScenario,
+    PbsServerScenario,
+    Scenario,
+    SnapshotScenario,
+    StorageScenario,
+    UsageScenario,
+)
 
 EXAMPLE = Path(__file__).with_name("lab-spec-example.yaml")
 
@@ -21,6 +29,10 @@ def test_the_documented_example_names_every_key_of_the_spec() -> None:
     assert set(data) == set(Scenario.model_fields)
     assert set(data["pbs_servers"][0]) == set(PbsServerScenario.model_fields)
     assert set().union(*data["storages"]) == set(StorageScenario.model_fields)
+    assert set().union(*data["guests"]) == set(GuestScenario.model_fields)
+    assert set().union(*data["jobs"]) == set(JobScenario.model_fields)
+    assert set().union(*data["snapshots"]) == set(SnapshotScenario.model_fields)
+    assert set().union(*data["pbs_servers"][0]["usage"].values()) == set(UsageScenario.model_fields)
 
 
 def test_the_documented_example_starts_the_lab_it_describes(make_lab: LabFactory) -> None:
@@ -33,3 +45,14 @@ def test_the_documented_example_starts_the_lab_it_describes(make_lab: LabFactory
     assert [s["name"] for s in declared] == ["homelab-backup", "archive", "offsite"]
     assert lab.pve is not None
     assert lab.pve.faults.settings.latency == 0.2
+    assert sorted(lab.pve.cluster.guests()) == [100, 101]
+    assert [j.id for j in lab.pve.cluster.jobs()] == ["nightly"]
+    assert lab.backups is not None
+    archive = lab.backups.datastore("pbs1.lab.example", "archive")
+    assert archive.maintenance == "type=read-only"
+    assert [(s.bid, s.ns, s.verification) for s in archive.snapshots] == [
+        ("100", "prod/vms", "failed")
+    ]
+    homelab = lab.backups.datastore("pbs1.lab.example", "homelab")
+    assert homelab.used_percent == 62
+    assert [s.bid for s in homelab.snapshots] == ["100"]  # the job's run: all but 101
