@@ -302,7 +302,9 @@ def status(config: ConfigOption = None, output: OutputOption = Output.text) -> N
         "pbs apply --config config/pbs-storage.yaml",
         "pbs apply --allow-recreate --prune-unmanaged",
         note="Exit status 0 when everything was applied (with --dry-run: when there is nothing "
-        "to do); 1 when a storage was refused or failed (with --dry-run: changes are pending).",
+        "to do); 1 when a storage was refused or failed (with --dry-run: changes are pending); "
+        "130 when interrupted with Ctrl-C (it says what each storage was left as; a re-run "
+        "continues).",
     ),
 )
 def apply_command(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -282,20 +283,21 @@ def test_two_applies_at_once_creating_the_same_entry_both_succeed(
     assert "0 failed" in loser
 
 
-def test_ctrl_c_mid_apply_says_what_it_left_and_a_re_run_continues(
-    invoke: Invoke, lab: Lab, lab_config: Callable[..., Path]
-) -> None:
-    config = lab_config(lab, add_missing)
+def ctrl_c_apply(
+    lab: Lab, config: Path, when: Callable[[list[dict[str, Any]]], bool], *args: str
+) -> tuple[int, str, str]:
+    """Run `pbs apply` with every PVE answer held back a second, send it SIGINT as soon as
+    `when(requests so far)` holds; (exit status, stdout, stderr)."""
     assert lab.pve is not None
-    lab.pve.faults.set(latency=1.0)  # every PVE answer takes a second: time to press Ctrl-C
+    lab.pve.faults.set(latency=1.0)
     process = subprocess.Popen(
-        [PBS, "apply", "--config", str(config)], stdout=PIPE, stderr=PIPE, text=True
+        [PBS, "apply", "--config", str(config), *args], stdout=PIPE, stderr=PIPE, text=True
     )
     try:
         deadline = time.monotonic() + 60
-        while not asking_nodes_after_create(lab):  # created; the nodes are being asked
+        while not when(lab.requests()):
             assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "apply never created archive-prod"
+            assert time.monotonic() < deadline, "pbs apply never got there"
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
@@ -303,12 +305,32 @@ def test_ctrl_c_mid_apply_says_what_it_left_and_a_re_run_continues(
         if process.poll() is None:
             process.kill()
     lab.pve.faults.clear()
-    assert process.returncode == 130, (out, err)
-    left = "created disabled, not enabled yet (inert: no node uses it)"
-    assert f"archive-prod: interrupted - {left}" in out
+    return process.returncode, out, err
+
+
+def asking_nodes_after_create(requests: list[dict[str, Any]]) -> bool:
+    """The entry was created and the nodes are being asked whether they reach the PBS."""
+    created = next(
+        (i for i, r in enumerate(requests) if r["method"] == "POST" and r["status"] == 200), None
+    )
+    return created is not None and any(
+        str(r["path"]).endswith("/scan/pbs") for r in requests[created + 1 :]
+    )
+
+
+LEFT = "created disabled, not enabled yet (inert: no node uses it)"
+
+
+def test_ctrl_c_mid_apply_says_what_it_left_and_a_re_run_continues(
+    invoke: Invoke, lab: Lab, lab_config: Callable[..., Path]
+) -> None:
+    config = lab_config(lab, add_missing)
+    code, out, err = ctrl_c_apply(lab, config, asking_nodes_after_create)
+    assert code == 130, (out, err)
+    assert f"archive-prod: interrupted - {LEFT}" in out
     assert "1 created, 0 updated" in out
     assert out.rstrip().endswith("0 failed, 4 unchanged, 1 interrupted")
-    assert f"pbs: interrupted (Ctrl-C): archive-prod was left {left}." in err
+    assert f"pbs: interrupted (Ctrl-C): archive-prod was left {LEFT}." in err
     assert "Re-run `pbs apply` to continue" in err
     assert client(config).storage("archive-prod")["disable"] == 1
 
@@ -318,11 +340,26 @@ def test_ctrl_c_mid_apply_says_what_it_left_and_a_re_run_continues(
     assert invoke("status", "--config", config).exit_code == 0
 
 
-def asking_nodes_after_create(lab: Lab) -> bool:
-    requests = lab.requests()
-    created = next(
-        (i for i, r in enumerate(requests) if r["method"] == "POST" and r["status"] == 200), None
-    )
-    return created is not None and any(
-        str(r["path"]).endswith("/scan/pbs") for r in requests[created + 1 :]
-    )
+def test_ctrl_c_mid_apply_with_json_output_is_one_document_saying_what_it_left(
+    lab: Lab, lab_config: Callable[..., Path]
+) -> None:
+    config = lab_config(lab, add_missing)
+    code, out, _ = ctrl_c_apply(lab, config, asking_nodes_after_create, "--output", "json")
+    assert code == 130
+    data = json.loads(out)
+    assert (data["ok"], data["error"]) == (False, "interrupted")
+    assert "archive-prod was left created disabled" in data["message"]
+    result = next(r for r in data["results"] if r["storage"] == "archive-prod")
+    assert (result["status"], result["reason"], result["writes"]) == ("interrupted", LEFT, 1)
+    assert (data["summary"]["created"], data["summary"]["interrupted"]) == (1, 1)
+
+
+def test_ctrl_c_before_any_write_says_pve_is_unchanged(
+    lab: Lab, lab_config: Callable[..., Path]
+) -> None:
+    config = lab_config(lab, add_missing)
+    before, asked = len(writes(lab)), len(lab.requests())
+    code, out, err = ctrl_c_apply(lab, config, lambda requests: len(requests) > asked)
+    assert code == 130, (out, err)
+    assert "pbs: interrupted (Ctrl-C) before anything was written: PVE is unchanged" in err
+    assert len(writes(lab)) == before
