@@ -7,6 +7,7 @@ valid from exactly now, days left equal to the threshold, the "(N days ago)" cou
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
@@ -240,6 +241,23 @@ def test_days_left_equal_to_the_threshold_passes_one_less_fails() -> None:
         "fix: renew it on the PBS, then `pbs fingerprint --update homelab-backup` "
         "(or lower --cert-expiry-days)",
         cert_facts(below),
+    )
+
+
+def test_a_malformed_certificate_fails_tls_with_each_problem_as_a_fact() -> None:
+    facts = dataclasses.replace(cert(), problems=("serial number -1 is not positive", "no subject"))
+    assert verdicts.tls(spec(), evidence(tls=handshake(facts)), NOW, 30) == Verdict(
+        "tls",
+        NAME,
+        "fail",
+        "the certificate of pbs1.example is malformed: serial number -1 is not positive; "
+        "no subject\nfix: issue a new certificate on the PBS (proxmox-backup-manager cert "
+        "update), then `pbs fingerprint --update homelab-backup`",
+        (
+            *cert_facts(facts),
+            ("problem", "serial number -1 is not positive"),
+            ("problem", "no subject"),
+        ),
     )
 
 
