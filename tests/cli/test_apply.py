@@ -286,10 +286,13 @@ def test_two_applies_at_once_creating_the_same_entry_both_succeed(
 def ctrl_c_apply(
     lab: Lab, config: Path, when: Callable[[list[dict[str, Any]]], bool], *args: str
 ) -> tuple[int, str, str]:
-    """Run `pbs apply` with every PVE answer held back a second, send it SIGINT as soon as
-    `when(requests so far)` holds; (exit status, stdout, stderr)."""
+    """Run `pbs apply` with every PVE answer held back 2.5 s, send it SIGINT as soon as
+    `when(requests so far)` holds; (exit status, stdout, stderr).
+
+    The hold is the window between seeing the state and the next write: on a loaded CI machine
+    this test polls late, and at 1 s the enable was sometimes already sent."""
     assert lab.pve is not None
-    lab.pve.faults.set(latency=1.0)
+    lab.pve.faults.set(latency=2.5)
     process = subprocess.Popen(
         [PBS, "apply", "--config", str(config), *args], stdout=PIPE, stderr=PIPE, text=True
     )
