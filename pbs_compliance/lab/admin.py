@@ -178,7 +178,12 @@ class LabAdmin:
             params.pop("disabled", None)
             params["enabled"] = "0"
         params.setdefault("schedule", "21:00")
-        create_job(self.cluster, params, ROOT)
+        try:
+            create_job(self.cluster, params, ROOT)
+        except PveError as exc:  # one line that says it all: the CLI shows the first line
+            details = [f"{k}: {v.strip()}" for k, v in (exc.errors or {}).items()]
+            lines = [line for line in exc.message.splitlines() if line.strip()]
+            raise PveError(exc.status, " - ".join([*lines, *details])) from None
         return {"id": body.get("id")}
 
     def run_job(self, body: Mapping[str, Any]) -> dict[str, Any]:

@@ -577,19 +577,19 @@ class Lab:
                     f"no PBS server named '{parts[1]}' in this lab "
                     f"(its PBS servers: {', '.join(self.pbs) or 'none'})",
                 )
-            if "maintenance" in body and admin is not None:
-                stores = sorted(self._server_scenario(parts[1]).datastores)
-                value = admin.maintenance(parts[1], stores, body)
-                return {"name": parts[1], "fingerprint": pbs.fingerprint, "maintenance": value}
             if "mode" in body and body["mode"] not in ("up", "down", "blackhole"):
                 raise PveError(400, f"mode '{body['mode']}' is not one of up, down, blackhole")
+            answer: dict[str, object] = {"name": parts[1]}
+            if "maintenance" in body and admin is not None:
+                stores = sorted(self._server_scenario(parts[1]).datastores)
+                answer["maintenance"] = admin.maintenance(parts[1], stores, body)
             if "mode" in body:
                 pbs.set_mode(str(body["mode"]))  # type: ignore[arg-type]
             if "expired" in body:
                 pbs.set_expired(bool(body["expired"]))
             if body.get("renew"):
                 pbs.renew_certificate()
-            return {"name": parts[1], "fingerprint": pbs.fingerprint}
+            return {**answer, "fingerprint": pbs.fingerprint}
         if parts == ["dns"]:
             fault = body.get("fault")
             if fault not in (None, "servfail", "silence"):

@@ -85,6 +85,12 @@ class FakeAgent:
     def status(self, storage: Mapping[str, object], password: str | None) -> tuple[int, int, int]:
         return self.sizes
 
+    def snapshots(
+        self, storage: Mapping[str, object], password: str | None, vmid: int | None
+    ) -> list[dict[str, object]]:
+        self._reach(str(storage["server"]), int(str(storage.get("port", 8007))))
+        return []
+
     def connects(self) -> int:
         with self.lock:
             return sum(1 for kind, _ in self.calls if kind == "connect")
