@@ -11,6 +11,9 @@
 - `exclude` implies `all`; setting `vmid` drops `all`, `exclude` and `pool`;
 - `not-backed-up` counts every job, enabled or not (PVE's blind spot), and shows only guests
   the caller may audit; `included_volumes` honours the job's `node`.
+
+Over 400 lines on purpose: the schema, the checks and the handlers are one piece of PVE
+whose order of checks is the behaviour; split apart, that order would be hard to see.
 """
 
 from __future__ import annotations
