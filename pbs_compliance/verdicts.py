@@ -358,8 +358,10 @@ def node(
     facts: list[tuple[str, str]] = []  # the node itself is `Verdict.node`
     if entry is not None:
         facts.append(("active", str(entry.get("active"))))
-    root = _root_case(spec, live, server)
     scan = live.scans.get(scan_key(node_name, spec)) if spec.password is not None else None
+    # Only asked when something is wrong: a thousand healthy storages need no attribution.
+    troubled = bool(problems) or (scan is not None and not scan.ok)
+    root = _root_case(spec, live, server) if troubled else None
     unproven = ""
     if scan is not None and not scan.ok and root is not None:
         unproven = f"the declared password was not proven from {node_name}: {scan.error}"
