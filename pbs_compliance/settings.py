@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from pbs_compliance.config import ComplianceConfig, parse_nameserver
-from pbs_compliance.config.model import PveSettings
+from pbs_compliance.config.model import PVE_TOKEN_ID_RE, PveSettings
 
 N = TypeVar("N", int, float)
 
@@ -31,8 +31,9 @@ ENV_TOKEN_SECRET = "PBS_COMPLIANCE_PVE_TOKEN_SECRET"
 ENV_DNS = "PBS_COMPLIANCE_DNS_SERVERS"
 ENV_PROBE_TIMEOUT = "PBS_COMPLIANCE_PROBE_TIMEOUT"
 ENV_CERT_EXPIRY_DAYS = "PBS_COMPLIANCE_CERT_EXPIRY_DAYS"
-# PVE's token id: user@realm!name (AccessControl.pm `$token_full_regex`), as the config checks it.
-TOKEN_ID_RE = re.compile(r"^[^\s:/]+@[A-Za-z][\w.\-]+![A-Za-z][\w.\-]+$")
+# What no secret holds: a line break or another control character (a pasted `echo` output, a
+# file read with its newline). Sent as is, it fails as a refused token with no hint why.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class SettingError(ValueError):
@@ -92,16 +93,21 @@ def resolve(
     pve = config.pve
     updates: dict[str, object] = {}
     if overrides.pve_url:
-        updates["url"], origins["pve_url"] = overrides.pve_url, "--pve-url"
+        updates["url"], origins["pve_url"] = _url(overrides.pve_url, "--pve-url"), "--pve-url"
     elif env.get(ENV_PVE_URL):
-        updates["url"], origins["pve_url"] = env[ENV_PVE_URL], ENV_PVE_URL
+        updates["url"], origins["pve_url"] = _url(env[ENV_PVE_URL], ENV_PVE_URL), ENV_PVE_URL
     elif pve.url:
         origins["pve_url"] = f"{config.source} (pve.url)"
     if env.get(ENV_TOKEN_ID) and env.get(ENV_TOKEN_SECRET):
-        if not TOKEN_ID_RE.match(env[ENV_TOKEN_ID]):
+        if not PVE_TOKEN_ID_RE.fullmatch(env[ENV_TOKEN_ID]):
             raise SettingError(
-                f"{ENV_TOKEN_ID}={env[ENV_TOKEN_ID]!r} is not an API token id: the format is "
-                "user@realm!name, e.g. root@pam!compliance (`pveum user token list USER`)"
+                f"{ENV_TOKEN_ID}={env[ENV_TOKEN_ID]!a} is not an API token id: the format "
+                "is user@realm!name, e.g. root@pam!compliance (`pveum user token list USER`)"
+            )
+        if _CONTROL.search(env[ENV_TOKEN_SECRET]):
+            raise SettingError(
+                f"{ENV_TOKEN_SECRET} contains a line break or another control character; set "
+                'it to the token\'s secret alone (a UUID), e.g. with `export VAR="$(cat FILE)"`'
             )
         updates["token_id"] = env[ENV_TOKEN_ID]
         updates["token_secret"] = SecretStr(env[ENV_TOKEN_SECRET])
@@ -144,6 +150,16 @@ def resolve(
     if expiry < 0:
         raise SettingError(f"certificate expiry days {expiry} must not be negative")
     return RunSettings(config, pve, tuple(nameservers), probe_timeout, int(expiry), origins)
+
+
+def _url(value: str, origin: str) -> str:
+    """The same rules as `pve.url` in the config: an option or variable is no way around them."""
+    try:
+        PveSettings(url=value)
+    except ValidationError as exc:
+        reason = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise SettingError(f"{origin}: {reason}") from None
+    return value
 
 
 def _number(

@@ -117,9 +117,65 @@ def test_a_token_id_from_the_environment_must_have_the_api_token_format() -> Non
     with pytest.raises(SettingError) as exc:
         resolve(config, Overrides(), env)
     assert str(exc.value) == (
-        "PBS_COMPLIANCE_PVE_TOKEN_ID='root@pam' is not an API token id: the format is "
-        "user@realm!name, e.g. root@pam!compliance (`pveum user token list USER`)"
+        "PBS_COMPLIANCE_PVE_TOKEN_ID='root@pam' is not an API token id: the format "
+        "is user@realm!name, e.g. root@pam!compliance (`pveum user token list USER`)"
     )
     assert "canary-env-token" not in str(exc.value)
     env["PBS_COMPLIANCE_PVE_TOKEN_ID"] = "ci@pve!nightly"
     assert resolve(config, Overrides(), env).pve.token_id == "ci@pve!nightly"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "env", "message"),
+    [
+        (
+            Overrides(pve_url="https://pve1:8006\n"),
+            {},
+            "--pve-url: url 'https://pve1:8006\\n' ends in a line break",
+        ),
+        (
+            Overrides(),
+            {"PBS_COMPLIANCE_PVE_URL": "ftp://pve1"},
+            "PBS_COMPLIANCE_PVE_URL: 'ftp://pve1' is not a PVE address",
+        ),
+        (
+            Overrides(pve_url="https://pve1:99999"),
+            {"PBS_COMPLIANCE_PVE_URL": "https://pve-env:8006"},
+            "--pve-url: 'https://pve1:99999' is not a PVE address",
+        ),
+    ],
+)
+def test_a_pve_url_from_an_option_or_the_environment_is_checked_like_the_configs(
+    overrides: Overrides, env: dict[str, str], message: str
+) -> None:
+    config = parse_config(TEXT.encode(), Path("pbs.yaml"), ENV)
+    with pytest.raises(SettingError) as exc:
+        resolve(config, overrides, env)
+    assert str(exc.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    "token_id", ["ci@pve!nightly\n", "ci@pve!night\u017fy", "ci@pve!a b", "ci@pve!"]
+)
+def test_an_environment_token_id_is_matched_whole_and_ascii_only(token_id: str) -> None:
+    config = parse_config(TEXT.encode(), Path("pbs.yaml"), ENV)
+    env = {"PBS_COMPLIANCE_PVE_TOKEN_ID": token_id, "PBS_COMPLIANCE_PVE_TOKEN_SECRET": "s"}
+    with pytest.raises(SettingError, match="is not an API token id"):
+        resolve(config, Overrides(), env)
+
+
+@pytest.mark.parametrize("secret", ["canary-uuid\n", "canary\r\nuuid", "canary\tuuid"])
+def test_an_environment_token_secret_with_a_line_break_is_refused_without_showing_it(
+    secret: str,
+) -> None:
+    config = parse_config(TEXT.encode(), Path("pbs.yaml"), ENV)
+    env = {
+        "PBS_COMPLIANCE_PVE_TOKEN_ID": "ci@pve!nightly",
+        "PBS_COMPLIANCE_PVE_TOKEN_SECRET": secret,
+    }
+    with pytest.raises(SettingError) as exc:
+        resolve(config, Overrides(), env)
+    assert str(exc.value).startswith(
+        "PBS_COMPLIANCE_PVE_TOKEN_SECRET contains a line break or another control character"
+    )
+    assert "canary" not in str(exc.value)
