@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pbs_compliance.config.model import PRUNE_KEYS, StorageSpec
+from pbs_compliance.pvevalues import enabled, join_list, split_list, text
 
 DEFAULT_PORT = 8007
 DEFAULT_USERNAME = "root@pam"
@@ -61,9 +62,9 @@ class Essence:
             case "disable":
                 return None if self.enabled else "1"
             case "content":
-                return ",".join(sorted(self.content))
+                return join_list(self.content)
             case "nodes":
-                return None if self.nodes is None else ",".join(sorted(self.nodes))
+                return None if self.nodes is None else join_list(self.nodes)
             case "port":
                 return str(self.port)
             case "max-protected-backups":
@@ -168,35 +169,27 @@ def to_api_params(spec: StorageSpec) -> dict[str, str]:
 def essence_from_api(entry: Mapping[str, object]) -> Essence:
     """The live side: an item of `GET /storage` (or POST parameters, which look the same)."""
 
-    def text(key: str) -> str | None:
-        value = entry.get(key)
-        return None if value is None or value == "" else str(value)
-
-    content_text = text("content")
-    content = frozenset(_split(content_text)) & PBS_CONTENT if content_text else DEFAULT_CONTENT
-    nodes_text = text("nodes")
-    prune_text = text("prune-backups")
+    content_text = text(entry.get("content"))
+    content = frozenset(split_list(content_text)) & PBS_CONTENT if content_text else DEFAULT_CONTENT
+    nodes_text = text(entry.get("nodes"))
+    prune_text = text(entry.get("prune-backups"))
     try:
         prune = normalise_prune(parse_prune(prune_text)) if prune_text else KEEP_ALL
     except ValueError:
         prune = (("unparsable: " + (prune_text or ""), 0),)
-    fingerprint = text("fingerprint")
-    mpb = text("max-protected-backups")
+    fingerprint = text(entry.get("fingerprint"))
+    mpb = text(entry.get("max-protected-backups"))
     return Essence(
         name=str(entry.get("storage", "")),
-        server=text("server") or "",
-        datastore=text("datastore") or "",
-        enabled=(text("disable") or "0") in ("0", "False", "false"),
+        server=text(entry.get("server")) or "",
+        datastore=text(entry.get("datastore")) or "",
+        enabled=enabled(entry),
         content=content or frozenset({"none"}),
-        username=text("username") or DEFAULT_USERNAME,
+        username=text(entry.get("username")) or DEFAULT_USERNAME,
         fingerprint=fingerprint.upper() if fingerprint else None,
-        port=int(text("port") or DEFAULT_PORT),
-        namespace=text("namespace"),
-        nodes=frozenset(_split(nodes_text)) if nodes_text else None,
+        port=int(text(entry.get("port")) or DEFAULT_PORT),
+        namespace=text(entry.get("namespace")),
+        nodes=frozenset(split_list(nodes_text)) if nodes_text else None,
         max_protected_backups=int(mpb) if mpb is not None else None,
         prune_backups=prune,
     )
-
-
-def _split(text: str) -> list[str]:
-    return [part for part in text.replace(";", ",").replace(" ", ",").split(",") if part]

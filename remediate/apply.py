@@ -40,6 +40,7 @@ from pbs_compliance.pve import (
     PveNotFound,
     PveUnavailable,
 )
+from pbs_compliance.pvevalues import active
 from remediate.plan import Action, Kind, Plan, PlanOptions, Reachability
 from remediate.plan import plan as make_plan
 
@@ -552,7 +553,7 @@ class _Run:
                 inactive[node] = exc.message
                 continue
             entry = next((v for v in view if v.get("storage") == spec.name), None)
-            if entry is None or str(entry.get("active", 0)) != "1":
+            if not active(entry):
                 inactive[node] = "not active"
         if not inactive:
             return

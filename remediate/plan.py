@@ -39,6 +39,7 @@ from enum import StrEnum
 from pbs_compliance.config.model import StorageSpec
 from pbs_compliance.drift import Drift, PropertyDiff, diff
 from pbs_compliance.essence import essence_from_api, essence_of, to_api_params
+from pbs_compliance.pvevalues import flag_param, text
 
 __all__ = ["Action", "Kind", "Plan", "PlanOptions", "Reachability", "plan"]
 
@@ -241,7 +242,7 @@ def _plan_declared(
         )
     declared = essence_of(spec)
     drift = diff(declared, None if entry is None else essence_from_api(entry))
-    digest = None if entry is None else _text(entry.get("digest"))
+    digest = None if entry is None else text(entry.get("digest"))
 
     served = reach.served_fingerprint if reach is not None else None
     if served is not None and served.upper() != declared.fingerprint:
@@ -377,7 +378,7 @@ def _plan_update(
     delete: list[str] = []
     for key in (d.key for d in drift.diffs):
         if key == "disable":
-            params[key] = "0" if spec.enabled else "1"
+            params[key] = flag_param(not spec.enabled)
         elif key in wanted:
             params[key] = wanted[key]
         else:
@@ -407,7 +408,7 @@ def _plan_unmanaged(name: str, entry: Mapping[str, object], options: PlanOptions
         name,
         missing=False,
         diffs=tuple(
-            PropertyDiff(key, None, _text(entry.get(key))) for key in ("server", "datastore")
+            PropertyDiff(key, None, text(entry.get(key))) for key in ("server", "datastore")
         ),
     )
     if options.prune_unmanaged:
@@ -436,7 +437,3 @@ def _change(d: PropertyDiff) -> str:
 
 def _show(value: str | None) -> str:
     return "(unset)" if value is None else value
-
-
-def _text(value: object) -> str | None:
-    return None if value is None or value == "" else str(value)
