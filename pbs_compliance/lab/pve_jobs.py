@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from pbs_compliance.lab.calendar_event import CalendarEvent, CalendarEventError
+from pbs_compliance.calendar_event import CalendarEvent, CalendarEventError
 from pbs_compliance.lab.pve_auth import Principal, require_any
 from pbs_compliance.lab.pve_cluster import ClusterStore, Guest, Job
 from pbs_compliance.lab.pve_errors import PveError, param_error

@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from pydantic import ValidationError
 
-from pbs_compliance.lab.calendar_event import CalendarEvent, CalendarEventError
+from pbs_compliance.calendar_event import CalendarEvent, CalendarEventError
 from pbs_compliance.lab.pbs_acl import PbsAcl
 from pbs_compliance.lab.scenario import Scenario, parse_age
 

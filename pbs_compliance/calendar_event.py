@@ -1,10 +1,12 @@
 """PVE's calendar events (`pve-calendar-event`, a subset of systemd's), checked and evaluated.
 
 Backup job schedules are written like `21:00`, `mon..fri 02:30`, `sat *-*-1..7 03:00`,
-`*:0/15` or a keyword (`daily`, `weekly`, ...). The lab needs two things from them: refuse what
-PVE refuses (with PVE's words) and compute `next-run` for the job list. It understands weekday
-lists and ranges, `Y-M-D` dates with `*`, lists, ranges and repetitions, and `H:M[:S]` times; the
-next event is searched minute by minute over the matching days of the next ~4 years.
+`*:0/15` or a keyword (`daily`, `weekly`, ...). Two users: the lab refuses what PVE refuses
+(with PVE's words) and computes `next-run` for the job list; the `jobs` check asks how long a
+job may go between two runs (`period`: the longest gap between consecutive events). It
+understands weekday lists and ranges, `Y-M-D` dates with `*`, lists, ranges and repetitions,
+and `H:M[:S]` times; events are searched over the matching days of the next ~4 years, in local
+time (as PVE's scheduler runs them; a DST change moves one gap by an hour).
 """
 
 from __future__ import annotations
@@ -12,8 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from itertools import pairwise
 
 __all__ = ["CalendarEvent", "CalendarEventError"]
+
+_HORIZON_DAYS = 4 * 366
+_MINUTES_PER_DAY = 24 * 60
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _KEYWORDS = {
@@ -121,7 +127,7 @@ class CalendarEvent:
         """The first event strictly after `moment` (epoch seconds, local time), or None."""
         start = dt.datetime.fromtimestamp(int(moment) // 60 * 60 + 60)
         day = start.date()
-        for _ in range(4 * 366):
+        for _ in range(_HORIZON_DAYS):
             if (
                 day.weekday() in self.weekdays
                 and day.month in self.months
@@ -135,3 +141,21 @@ class CalendarEvent:
                             return int(at.timestamp())
             day += dt.timedelta(days=1)
         return None
+
+    def period(self, start: dt.date) -> dt.timedelta | None:
+        """The longest gap between two consecutive events from `start` on (~4 years), or None
+        when the schedule fires fewer than twice in that time (a one-off date)."""
+        times = sorted(h * 60 + m for h in self.hours for m in self.minutes)
+        days = [
+            day
+            for day in (start + dt.timedelta(days=n) for n in range(_HORIZON_DAYS))
+            if day.weekday() in self.weekdays
+            and day.month in self.months
+            and day.day in self.days
+            and (self.years is None or day.year in self.years)
+        ]
+        if not times or not days or len(times) * len(days) < 2:
+            return None
+        gaps = [later - earlier for earlier, later in pairwise(times)]
+        gaps += [(b - a).days * _MINUTES_PER_DAY + times[0] - times[-1] for a, b in pairwise(days)]
+        return dt.timedelta(minutes=max(gaps))
