@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -201,7 +202,17 @@ def test_a_get_entry_with_json_numbers_reads_back_as_the_declared_essence() -> N
 
 @pytest.mark.parametrize(
     ("disable", "enabled"),
-    [(None, True), (0, True), ("0", True), ("", True), (1, False), ("1", False), (True, False)],
+    [
+        (None, True),
+        (0, True),
+        ("0", True),
+        ("", True),
+        (False, True),  # JSON false, read as Python's False ("False")
+        ("false", True),
+        (1, False),
+        ("1", False),
+        (True, False),
+    ],
 )
 def test_only_a_set_disable_flag_means_disabled(disable: object, enabled: bool) -> None:
     entry: dict[str, object] = {"storage": "x", "disable": disable}
@@ -232,6 +243,17 @@ def test_live_nodes_are_a_set_whatever_the_separator_or_order() -> None:
     assert essence.nodes == frozenset({"pve1", "pve2", "pve3"})
 
 
+def test_an_empty_live_namespace_means_the_root_namespace() -> None:
+    assert essence_from_api({"storage": "x", "namespace": ""}).namespace is None
+    assert essence_from_api({"storage": "x", "namespace": "prod"}).namespace == "prod"
+
+
+def test_a_live_entry_without_server_or_datastore_reads_them_as_empty_text() -> None:
+    essence = essence_from_api({"storage": "x"})
+    assert (essence.server, essence.datastore) == ("", "")
+    assert (essence.value("server"), essence.value("datastore")) == ("", "")
+
+
 def test_an_empty_live_username_means_the_default_root_at_pam() -> None:
     assert essence_from_api({"storage": "x", "username": ""}).username == "root@pam"
 
@@ -251,6 +273,7 @@ def test_an_unparsable_live_prune_value_differs_from_every_declaration() -> None
     [
         ("keep-daily=7,keep-weekly=4", {"keep-daily": 7, "keep-weekly": 4}),
         (" keep-last = 3 ,, ", {"keep-last": 3}),
+        ("keep-last=3,,keep-daily=7", {"keep-last": 3, "keep-daily": 7}),  # an empty element
         ("keep-all=yes", {"keep-all": 1}),
         ("keep-all=OFF", {"keep-all": 0}),
         ("", {}),
@@ -261,10 +284,18 @@ def test_a_prune_property_string_is_parsed_into_a_map(text: str, pairs: dict[str
 
 
 @pytest.mark.parametrize(
-    "text", ["keep-daily", "keep-dayly=1", "keep-daily=-1", "keep-daily=x", "keep-all=maybe"]
+    ("text", "error"),
+    [
+        ("keep-daily", "invalid prune-backups entry 'keep-daily'"),
+        ("keep-dayly=1", "invalid prune-backups entry 'keep-dayly=1'"),
+        ("keep-daily=-1", "invalid keep-daily value '-1'"),
+        ("keep-daily=x", "invalid keep-daily value 'x'"),
+        ("keep-daily=7=8", "invalid keep-daily value '7=8'"),  # the key ends at the first '='
+        ("keep-all=maybe", "invalid keep-all value 'maybe'"),
+    ],
 )
-def test_a_malformed_prune_property_string_is_a_value_error(text: str) -> None:
-    with pytest.raises(ValueError, match="invalid"):
+def test_a_malformed_prune_property_string_is_a_value_error(text: str, error: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(error)}$"):
         parse_prune(text)
 
 
@@ -275,6 +306,7 @@ def test_a_malformed_prune_property_string_is_a_value_error(text: str) -> None:
         ({}, "keep-all=1"),
         ({"keep-daily": 0, "keep-yearly": 0}, "keep-all=1"),
         ({"keep-all": 1, "keep-daily": 0}, "keep-all=1"),
+        ({"keep-daily": 7, "keep-all": 1, "keep-weekly": 4}, "keep-all=1"),  # keep-all wins
         ({"keep-all": 0, "keep-last": 2}, "keep-last=2"),
         ({"keep-all": 0}, "keep-all=1"),
     ],
@@ -319,8 +351,9 @@ def test_unset_properties_have_no_value() -> None:
 
 
 def test_a_property_that_is_not_managed_is_a_key_error() -> None:
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError) as raised:
         Essence(name="x", server="h", datastore="ds1").value("shared")
+    assert raised.value.args == ("shared",)
 
 
 # -- the round trip, for any valid storage ------------------------------------------------------
