@@ -12,11 +12,10 @@ from typing import NoReturn
 
 import pytest
 
+from pbs_compliance import plugin as core
+from pbs_compliance.plugin import OFF
+
 PLUGINS = ["pbs_compliance.plugin", "remediate.pytest_plugin"]
-OFF = (  # the plugin's own words (pbs_compliance.plugin.OFF), also when it is not loaded at all
-    "pbs-compliance is off for this run: run `pytest checks/` (checks/pytest.ini switches it "
-    "on), or pass --pbs-config PATH"
-)
 
 
 def _installed() -> set[str]:
@@ -26,12 +25,24 @@ def _installed() -> set[str]:
 pytest_plugins = [p for p in PLUGINS if p not in _installed()]
 
 
-# The plugin parametrises these when it is on; these fixtures only answer when it is off.
-@pytest.fixture
-def pbs_storage() -> NoReturn:
-    pytest.fail(OFF, pytrace=False)
+class _Off:
+    """The checks' fixtures when the plugin is not loaded at all (`-p no:pbs_compliance`)."""
+
+    @pytest.fixture
+    def pbs_storage(self) -> NoReturn:
+        pytest.fail(OFF, pytrace=False)
+
+    @pytest.fixture
+    def pbs_node_target(self) -> NoReturn:
+        pytest.fail(OFF, pytrace=False)
+
+    @pytest.fixture
+    def pbs(self) -> NoReturn:
+        pytest.fail(OFF, pytrace=False)
 
 
-@pytest.fixture
-def pbs_node_target() -> NoReturn:
-    pytest.fail(OFF, pytrace=False)
+def pytest_configure(config: pytest.Config) -> None:
+    # Loaded, the plugin has these fixtures (documented in `pytest --fixtures`) and says OFF
+    # itself when it is switched off.
+    if not config.pluginmanager.is_registered(core):
+        config.pluginmanager.register(_Off(), "pbs-compliance-off")

@@ -2,33 +2,30 @@
 
 from __future__ import annotations
 
-import pytest
-
 from pbs_compliance import verdicts
-from pbs_compliance.config import StorageSpec
-from pbs_compliance.plugin import Compliance
+from pbs_compliance.api import Compliance, StorageSpec, check
 
 
-@pytest.mark.dns
+@check("dns")
 def test_dns(pbs_storage: StorageSpec, pbs: Compliance) -> None:
     """The server name resolves through the configured nameservers."""
     pbs.check(verdicts.dns(pbs_storage, pbs.server(pbs_storage)))
 
 
-@pytest.mark.port
+@check("port")
 def test_port(pbs_storage: StorageSpec, pbs: Compliance) -> None:
     """Every resolved address accepts TCP on the storage's port (8007 unless declared)."""
     pbs.check(verdicts.port(pbs_storage, pbs.server(pbs_storage)))
 
 
-@pytest.mark.tls
+@check("tls")
 def test_tls(pbs_storage: StorageSpec, pbs: Compliance) -> None:
     """The TLS handshake completes and the certificate is valid for a while yet."""
     expiry_days = pbs.settings.cert_expiry_days
     pbs.check(verdicts.tls(pbs_storage, pbs.server(pbs_storage), pbs.now, expiry_days))
 
 
-@pytest.mark.fingerprint
+@check("fingerprint")
 def test_fingerprint(pbs_storage: StorageSpec, pbs: Compliance) -> None:
     """The declared fingerprint is the one the server presents (PVE pins it)."""
     pbs.check(verdicts.fingerprint(pbs_storage, pbs.server(pbs_storage), str(pbs.config.source)))

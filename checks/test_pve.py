@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import pytest
-
 from pbs_compliance import verdicts
-from pbs_compliance.config import StorageSpec
-from pbs_compliance.plugin import Compliance
+from pbs_compliance.api import Compliance, StorageSpec, check
 
 
-@pytest.mark.drift
+@check("drift")
 def test_drift(pbs_storage: StorageSpec, pbs: Compliance) -> None:
     """The PVE entry exists and every managed property equals the declaration."""
     pbs.check(verdicts.drift(pbs_storage, pbs.evidence.live, pbs.server(pbs_storage)))
 
 
-@pytest.mark.nodes
-def test_node(pbs_node_target: tuple[StorageSpec, str | None], pbs: Compliance) -> None:
+@check("nodes")
+def test_nodes(pbs_node_target: tuple[StorageSpec, str | None], pbs: Compliance) -> None:
     """This node reports the storage enabled and active, and can log in with its password."""
     spec, node = pbs_node_target
     pbs.check(verdicts.node(spec, node or "(unknown)", pbs.evidence.live, pbs.server(spec)))
 
 
-@pytest.mark.unmanaged
+@check("unmanaged")
 def test_unmanaged(pbs: Compliance) -> None:
     """No PBS entry exists in PVE that the config does not declare."""
     pbs.check(verdicts.unmanaged(pbs.config, pbs.evidence.live))

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from pbs_compliance.lab.runner import Lab, LabError, env_name
 from pbs_compliance.lab.scenario import Scenario, builtin
 from pbs_compliance.pinning import Target, Updated, fetch, update_fingerprint
 from pbs_compliance.pve import PveClient, PveError
+from pbs_compliance.report import junit
 from pbs_compliance.settings import Overrides, resolve
 from pbs_compliance.tables import first_line
 
@@ -45,7 +45,6 @@ HIDDEN_SERVER = "pbs3.lab.example"  # media's PBS: one node's resolver does not 
 HIDDEN_NODE = "pve3"
 MISSING = "archive-prod"  # declared in the demo's YAML, never created in PVE
 SUITE_TIMEOUT = 45.0
-_PROPERTY_RE = re.compile(r"\[\[PROPERTY\|([^=\]]+)=([^\]]*)\]\]")
 
 
 class DemoError(Exception):
@@ -405,36 +404,15 @@ def _suite(
 
 
 def read_junit(path: Path) -> tuple[Case, ...]:
-    """The cases of a JUnit file the plugin wrote (properties are in `system-out`)."""
-    tree = ET.parse(path)  # noqa: S314 - written by our own pytest run a moment ago
+    """The cases of a JUnit file the plugin wrote (through the report's one reader)."""
     cases = []
-    for case in tree.iter("testcase"):
-        out = case.find("system-out")
-        props = dict(_PROPERTY_RE.findall(out.text or "")) if out is not None else {}
-        for prop in case.iter("property"):  # in case the plugin leaves them in place
-            props[str(prop.get("name"))] = str(prop.get("value"))
-        failure = case.find("failure")
-        if failure is None:
-            failure = case.find("error")
-        skipped = case.find("skipped")
-        if props.get("remediated") == "true":
-            outcome, message = "remediated", ""
-        elif failure is not None:
-            outcome, message = "failed", failure.get("message") or failure.text or ""
-            message = message.removeprefix("Failed: ")
-        elif skipped is not None:
-            outcome, message = "skipped", skipped.get("message") or ""
+    for read in junit.read_junit(path):
+        outcome = "failed" if read.outcome == "error" else read.outcome
+        if outcome == "failed":
+            message = (read.message or read.text).removeprefix("Failed: ")
         else:
-            outcome, message = "passed", ""
-        cases.append(
-            Case(
-                props.get("storage", case.get("name", "?")),
-                props.get("check", ""),
-                props.get("node", ""),
-                outcome,
-                message.strip(),
-            )
-        )
+            message = read.message if outcome == "skipped" else ""
+        cases.append(Case(read.storage, read.check, read.node, outcome, message.strip()))
     return tuple(cases)
 
 

@@ -3,8 +3,8 @@
 Everything here is I/O, done up front and concurrently: each distinct (server, port) is resolved,
 connected and handshaken exactly once however many storages point at it, all servers at the same
 time, so a dead server costs one timeout in total. PVE is read once (`GET /storage`) plus once per
-node. The result is plain data that serialises to JSON, because under xdist the controller
-gathers it and the workers only judge it.
+node. The result is plain dataclasses that serialise to JSON through one pydantic adapter,
+because under xdist the controller gathers it and the workers only judge it.
 
 This is a boundary: nothing raised while gathering leaves it. A probe stage or a PVE read that
 fails in a way nobody foresaw (a bug, a library's warning turned into an error) becomes that
@@ -14,12 +14,13 @@ secret, nor anything derived from one, is kept here: scans are filed by node and
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
+
+from pydantic import TypeAdapter
 
 from pbs_compliance.config import StorageSpec
 from pbs_compliance.probes.dns import DnsResult, ResolverAnswer, resolve
@@ -44,25 +45,6 @@ class ServerEvidence:
     @property
     def key(self) -> str:
         return server_key(self.server, self.port)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "server": self.server,
-            "port": self.port,
-            "dns": self.dns.to_dict(),
-            "tcp": [t.to_dict() for t in self.tcp],
-            "tls": None if self.tls is None else self.tls.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ServerEvidence:
-        return cls(
-            server=data["server"],
-            port=data["port"],
-            dns=DnsResult.from_dict(data["dns"]),
-            tcp=tuple(TcpResult.from_dict(t) for t in data["tcp"]),
-            tls=None if data["tls"] is None else TlsResult.from_dict(data["tls"]),
-        )
 
 
 def server_key(server: str, port: int) -> str:
@@ -229,48 +211,22 @@ class Evidence:
 
     servers: dict[str, ServerEvidence] = field(default_factory=dict)
     live: LiveState = field(default_factory=LiveState)
+    extra: dict[str, Any] = field(default_factory=dict)  # what plugins add (`pytest_pbs_gather`)
 
     def server(self, spec: StorageSpec) -> ServerEvidence:
         return self.servers[server_key(spec.server, spec.port)]
 
     def to_json(self) -> str:
-        live = self.live
-        return json.dumps(
-            {
-                "servers": {k: v.to_dict() for k, v in self.servers.items()},
-                "live": {
-                    "storages": live.storages,
-                    "nodes": live.nodes,
-                    "node_views": live.node_views,
-                    "node_errors": live.node_errors,
-                    "scans": {
-                        k: vars(v) | {"datastores": list(v.datastores)}
-                        for k, v in live.scans.items()
-                    },
-                    "error": live.error,
-                    "skipped": live.skipped,
-                },
-            }
-        )
+        """JSON for xdist's workers: every field of every evidence dataclass, by one mechanism
+        (pydantic's adapter of the dataclasses), so a field added here cannot be forgotten."""
+        return _ADAPTER.dump_json(self).decode()
 
     @classmethod
     def from_json(cls, text: str) -> Evidence:
-        data = json.loads(text)
-        raw = data["live"]
-        live = LiveState(
-            storages=raw["storages"],
-            nodes=raw["nodes"],
-            node_views=raw["node_views"],
-            node_errors=raw["node_errors"],
-            scans={
-                k: NodeScan(v["ok"], tuple(v["datastores"]), v["error"])
-                for k, v in raw["scans"].items()
-            },
-            error=raw["error"],
-            skipped=raw["skipped"],
-        )
-        servers = {k: ServerEvidence.from_dict(v) for k, v in data["servers"].items()}
-        return cls(servers=servers, live=live)
+        return _ADAPTER.validate_json(text)
+
+
+_ADAPTER: TypeAdapter[Evidence] = TypeAdapter(Evidence)
 
 
 def gather(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,20 +13,25 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
+from pbs_compliance import registry
 from pbs_compliance.config.model import PveSettings
 from pbs_compliance.lab.runner import TOKEN_ID, Lab
 from pbs_compliance.pve import PveClient
+from pbs_compliance.report.junit import read_junit
 
 CHECKS_DIR = Path(__file__).resolve().parents[2] / "checks"
 ENV_PREFIXES = ("PBS_COMPLIANCE_", "PBS_LAB_")
-CONNECTIVITY = ("dns", "port", "tls", "fingerprint")
+# The built-in checks, as the registry declares them (a check added there is expected here).
+CONNECTIVITY = tuple(c.name for c in registry.BUILTIN if "probes" in c.needs)
+STORAGE_CHECKS = tuple(c.name for c in registry.BUILTIN if c.scope == "storage")
+NODE_CHECKS = tuple(c.name for c in registry.BUILTIN if c.scope == "node")
 
 
 @dataclass(frozen=True)
 class Case:
     """One test case of a compliance run, as the JUnit file tells it."""
 
-    id: str  # "dns[archive]", "node[offsite:pve2]", "unmanaged"
+    id: str  # "dns[archive]", "nodes[offsite:pve2]", "unmanaged"
     outcome: str  # passed, failed, skipped
     message: str
     properties: dict[str, str]
@@ -63,30 +67,14 @@ class ChecksRun:
         return {k: c.outcome for k, c in self.cases.items()}
 
 
-def case_id(name: str) -> str:
-    """`test_dns[archive]` -> `dns[archive]`."""
-    return name.removeprefix("test_")
-
-
 def parse_junit(path: Path) -> dict[str, Case]:
+    """The cases of a JUnit file by id, read with the product's one reader."""
     cases: dict[str, Case] = {}
-    for element in ET.parse(path).iter("testcase"):
-        outcome, message = "passed", ""
-        for tag in ("failure", "error", "skipped"):
-            found = element.find(tag)
-            if found is not None:
-                outcome = {"failure": "failed", "error": "error", "skipped": "skipped"}[tag]
-                message = (found.text or "") if tag != "skipped" else found.get("message", "")
-                if not message:
-                    message = found.get("message", "")
-        out = element.findtext("system-out") or ""
-        props = {}
-        for line in out.splitlines():
-            if line.startswith("[[PROPERTY|") and line.endswith("]]"):
-                key, _, value = line[len("[[PROPERTY|") : -2].partition("=")
-                props[key] = value
-        name = case_id(element.get("name", ""))
-        cases[name] = Case(name, outcome, message, props, out)
+    for read in read_junit(path):
+        failed = read.outcome in ("failed", "error")
+        message = (read.text or read.message) if failed else read.message
+        outcome = "passed" if read.outcome == "remediated" else read.outcome
+        cases[read.id] = Case(read.id, outcome, message, read.properties, read.system_out)
     return cases
 
 
@@ -103,11 +91,11 @@ def storage(config: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def all_ids(storages: dict[str, list[str]]) -> set[str]:
-    """Every case id of a run: storage -> the nodes it applies to."""
-    ids = {"unmanaged"}
+    """Every case id of a run of the built-in checks: storage -> the nodes it applies to."""
+    ids = {c.name for c in registry.BUILTIN if c.scope == "cluster"}
     for name, nodes in storages.items():
-        ids |= {f"{check}[{name}]" for check in (*CONNECTIVITY, "drift")}
-        ids |= {f"node[{name}:{node}]" for node in nodes}
+        ids |= {f"{check}[{name}]" for check in STORAGE_CHECKS}
+        ids |= {f"{check}[{name}:{node}]" for check in NODE_CHECKS for node in nodes}
     return ids
 
 
@@ -134,8 +122,8 @@ def pve_client(lab: Lab) -> PveClient:
 
 def storage_ids(storage: str, nodes: list[str] | None = None) -> dict[str, str]:
     """check -> case id of one storage (node cases as `node:<node>`)."""
-    ids = {check: f"{check}[{storage}]" for check in (*CONNECTIVITY, "drift")}
-    ids |= {f"node:{n}": f"node[{storage}:{n}]" for n in nodes or ALL_NODES}
+    ids = {check: f"{check}[{storage}]" for check in STORAGE_CHECKS}
+    ids |= {f"node:{n}": f"nodes[{storage}:{n}]" for n in nodes or ALL_NODES}
     return ids
 
 

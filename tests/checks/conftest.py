@@ -2,7 +2,7 @@
 
 `run_checks(lab, ...)` copies the project's `checks/` into pytester's directory, exports the
 lab's secrets, runs pytest there with JUnit and HTML reports, and parses the JUnit file into
-one `Case` per test id (`dns[archive]`, `node[offsite:pve2]`, `unmanaged`), so a test can assert
+one `Case` per test id (`dns[archive]`, `nodes[offsite:pve2]`, `unmanaged`), so a test can assert
 the exact set of failed cases and their messages.
 """
 

@@ -39,10 +39,10 @@ def test_two_xdist_workers_report_the_same_outcomes_as_a_serial_run(
     assert "2 workers" in parallel.output
     assert serial.failed == {"fingerprint[media]", "drift[offsite]"}
     assert serial.skipped == {
-        "node[media:pve1]",
-        "node[media:pve2]",
-        "node[media:pve3]",
-        "node[offsite:pve2]",
+        "nodes[media:pve1]",
+        "nodes[media:pve2]",
+        "nodes[media:pve3]",
+        "nodes[offsite:pve2]",
     }
     assert parallel.outcomes() == serial.outcomes()
     assert {k: c.message for k, c in parallel.cases.items()} == {
@@ -139,7 +139,7 @@ def test_the_junit_file_validates_against_jenkins_schema_and_keeps_the_propertie
         "server": "pbs1.lab.example",
         "check": "dns",
     }
-    assert run.cases["node[offsite:pve2]"].properties == {
+    assert run.cases["nodes[offsite:pve2]"].properties == {
         "storage": "offsite",
         "server": "pbs2.lab.example",
         "check": "nodes",

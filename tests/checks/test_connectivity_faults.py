@@ -184,11 +184,11 @@ def test_a_node_whose_resolver_lacks_the_server_fails_only_that_nodes_cases(
 
     run = run_checks(lab)
 
-    assert run.failed == {"node[homelab-backup:pve3]", "node[archive:pve3]"}
-    message = run.message("node[archive:pve3]")
+    assert run.failed == {"nodes[homelab-backup:pve3]", "nodes[archive:pve3]"}
+    message = run.message("nodes[archive:pve3]")
     assert "pve3 reports 'archive' enabled but NOT active" in message
     assert "getent hosts pbs1.lab.example" in message
-    login = run.message("node[homelab-backup:pve3]")
+    login = run.message("nodes[homelab-backup:pve3]")
     assert "logging in from pve3 with the declared password failed" in login
     assert "Name or service not known" in login
 

@@ -20,7 +20,7 @@ from pbs_compliance.lab.scenario import builtin
 RunChecks = Callable[..., ChecksRun]
 WriteConfig = Callable[..., Path]
 Plant = Callable[[Lab, WriteConfig], Path | None]  # returns a changed declaration, if any
-MEDIA_NODES = {"node[media:pve1]", "node[media:pve2]", "node[media:pve3]"}
+MEDIA_NODES = {"nodes[media:pve1]", "nodes[media:pve2]", "nodes[media:pve3]"}
 
 
 @dataclass(frozen=True)
@@ -113,25 +113,25 @@ FAULTS = {
     "dns": Fault(
         nothing,
         {("media", "dns")},
-        {"port[media]": "see the dns case", "node[media:pve2]": "see the dns case"},
+        {"port[media]": "see the dns case", "nodes[media:pve2]": "see the dns case"},
         scenario=_pbs3_not_in_dns(),
     ),
     "port": Fault(
         pbs3_down,
         {("media", "port")},
-        {"tls[media]": "see the port case", "node[media:pve1]": "see the port case"},
+        {"tls[media]": "see the port case", "nodes[media:pve1]": "see the port case"},
     ),
     "tls-hung": Fault(
         pbs3_hung,
         {("media", "tls")},
-        {"fingerprint[media]": "see the tls case", "node[media:pve3]": "see the tls case"},
+        {"fingerprint[media]": "see the tls case", "nodes[media:pve3]": "see the tls case"},
         args=("--probe-timeout", "0.5"),
     ),
     "tls-expired": Fault(pbs3_expired, {("media", "tls")}),
     "fingerprint-renewed": Fault(
         pbs3_renewed,
         {("media", "fingerprint")},
-        {"node[media:pve1]": "see the fingerprint case"},
+        {"nodes[media:pve1]": "see the fingerprint case"},
     ),
     "fingerprint-declared-wrong": Fault(
         declared_fingerprint_wrong,
@@ -142,7 +142,7 @@ FAULTS = {
     "drift-port": Fault(
         port_edited_in_the_gui,
         {("media", "drift")},
-        {"node[media:pve2]": "see the drift case"},
+        {"nodes[media:pve2]": "see the drift case"},
     ),
     "nodes-resolver": Fault(
         nothing,

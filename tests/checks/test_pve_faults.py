@@ -280,7 +280,7 @@ def test_without_pve_credentials_drift_nodes_and_unmanaged_skip_with_the_reason(
     assert run.skipped == pve_cases
     assert pve_cases == {
         *(f"drift[{n}]" for n in ("archive", "homelab-backup", "media", "offsite")),
-        *(f"node[{n}]" for n in ("archive", "homelab-backup", "media", "offsite")),
+        *(f"nodes[{n}]" for n in ("archive", "homelab-backup", "media", "offsite")),
         "unmanaged",
     }
     for case in pve_cases:

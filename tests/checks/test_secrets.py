@@ -85,9 +85,9 @@ def test_no_secret_appears_in_any_output_even_when_logins_fail(
     )
 
     # The run really used the secrets: the others log in, the wrong one is refused.
-    assert run.failed == {"node[offsite:pve1]", "node[offsite:pve2]"}
-    assert "with the declared password failed" in run.message("node[offsite:pve1]")
-    assert run.cases["node[homelab-backup:pve1]"].outcome == "passed"
+    assert run.failed == {"nodes[offsite:pve1]", "nodes[offsite:pve2]"}
+    assert "with the declared password failed" in run.message("nodes[offsite:pve1]")
+    assert run.cases["nodes[homelab-backup:pve1]"].outcome == "passed"
     # urllib3 logs each scan/pbs request line at DEBUG: it is there, with the password masked.
     assert "scan/pbs?" in log.read_text(encoding="utf-8")
     assert "password=***" in log.read_text(encoding="utf-8")
@@ -193,16 +193,16 @@ def test_unexpected_exceptions_in_gathering_fail_their_cases_and_show_no_secret(
     port = run.message("port[media]")
     assert "127.0.0.13:" in port
     assert "unexpected error: RuntimeError: injected: the TCP probe broke" in port
-    view = run.message("node[archive:pve2]")
+    view = run.message("nodes[archive:pve2]")
     assert (
         f"cannot read the view of pve2: unexpected error talking to PVE at {canary_lab.url}: "
         "RuntimeError: injected: reading a node view broke"
     ) in view
-    login = run.message("node[homelab-backup:pve1]")
+    login = run.message("nodes[homelab-backup:pve1]")
     assert "logging in from pve1 with the declared password failed: a library warning was " in login
     assert "InsecureRequestWarning: injected: a warning raised as an error" in login
     # media's nodes cannot be proven either, but the port case already names media's fault.
-    assert run.cases["node[media:pve1]"].outcome == "skipped"
+    assert run.cases["nodes[media:pve1]"].outcome == "skipped"
     assert run.cases["drift[media]"].outcome == "passed"
     assert leaks(run, pytester.path, every_secret(canary_lab)) == []
 

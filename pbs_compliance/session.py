@@ -1,0 +1,166 @@
+"""The state of one compliance run inside pytest, and the `pbs` fixture's value.
+
+Kept in `config.stash` (never on `config`) by `pbs_compliance.plugin`, read by the fixture and
+by other plugins only through `pbs_compliance.api`. Evidence is gathered in the background from
+`pytest_sessionstart`; whoever needs it first waits for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from pbs_compliance.config import ComplianceConfig, ConfigError, StorageSpec, load_config
+from pbs_compliance.evidence import Evidence, ServerEvidence, gather_evidence, server_key
+from pbs_compliance.evidence import unexpected as _unexpected
+from pbs_compliance.settings import Overrides, RunSettings, SettingError, config_path, resolve
+from pbs_compliance.verdicts import Verdict
+
+REMEDIATED = "remediated"  # the outcome of a case a plugin fixed during the run
+
+
+@dataclass
+class RunState:
+    """Plugin state of one pytest run."""
+
+    active: bool = False
+    settings: RunSettings | None = None
+    evidence: Evidence | None = None
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    outcomes: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    remediation: str = "off"
+    pending: Future[Evidence] | None = None
+
+    def require(self) -> tuple[RunSettings, Evidence]:
+        """Settings and evidence, once both are there (see `ensure`)."""
+        assert self.settings is not None, "pbs-compliance: config not loaded"
+        self.wait()
+        assert self.evidence is not None, "pbs-compliance: evidence not gathered"
+        return self.settings, self.evidence
+
+    def wait(self) -> None:
+        """The evidence gathered in the background since the session started."""
+        if self.evidence is None and self.pending is not None:
+            self.evidence = self.pending.result()
+            self.pending = None
+
+
+STATE = pytest.StashKey[RunState]()
+VERDICT = pytest.StashKey[Verdict]()
+OUTCOME = pytest.StashKey[str]()  # on a report: its compliance outcome when not pytest's own
+
+
+@dataclass(frozen=True)
+class Compliance:
+    """What a check needs, in one fixture (`pbs`): the run's settings and evidence, its
+    reference time, and `check()` to record a verdict and pass, skip or fail the case with it.
+
+    One function-scoped fixture instead of five keeps pytest's per-case overhead small, which
+    matters at a thousand storages."""
+
+    settings: RunSettings
+    evidence: Evidence
+    now: dt.datetime
+    node: pytest.Item
+
+    def __repr__(self) -> str:
+        # Short: `--debug` logs every fixture's value, and the evidence of a thousand storages
+        # per case would make that log quadratic (and it is nobody's business there).
+        return f"Compliance({self.settings.config.source}, {self.node.nodeid})"
+
+    @property
+    def config(self) -> ComplianceConfig:
+        return self.settings.config
+
+    def server(self, spec: StorageSpec) -> ServerEvidence | None:
+        """The probe results of this storage's server (None when it was not probed: disabled)."""
+        return self.evidence.servers.get(server_key(spec.server, spec.port))
+
+    def check(self, verdict: Verdict) -> None:
+        """Record the verdict (report properties, HTML, matrix) and pass, skip or fail with it."""
+        __tracebackhide__ = True
+        self.node.stash[VERDICT] = verdict
+        spec = spec_named(self.settings.config, verdict.storage)
+        props = {
+            "storage": verdict.storage,
+            "server": spec.server if spec else "",
+            "check": verdict.check,
+            "node": verdict.node or "",
+        }
+        # On the item, so every report of the case (and JUnit, and xdist) carries them.
+        self.node.user_properties.extend((k, v) for k, v in props.items() if v)
+        if verdict.status == "skip":
+            pytest.skip(verdict.message)
+        if verdict.status == "fail":
+            pytest.fail(verdict.message, pytrace=False)
+
+
+def spec_named(config: ComplianceConfig | None, name: str) -> StorageSpec | None:
+    if config is None:
+        return None
+    try:
+        return config.storage(name)
+    except KeyError:  # "(all)": a cluster-wide case
+        return None
+
+
+# -- loading and gathering ----------------------------------------------------------------------
+
+
+def overrides(config: pytest.Config) -> Overrides:
+    return Overrides(
+        config=config.getoption("pbs_config"),
+        pve_url=config.getoption("pve_url"),
+        dns_servers=tuple(config.getoption("dns_server") or ()),
+        probe_timeout=config.getoption("probe_timeout"),
+        cert_expiry_days=config.getoption("cert_expiry_days"),
+    )
+
+
+def load_settings(config: pytest.Config) -> RunSettings:
+    """The declaration and the command line, resolved (raises ConfigError / SettingError)."""
+    given = overrides(config)
+    path = config_path(given)
+    if not path.is_absolute():
+        path = Path(config.invocation_params.dir) / path
+    return resolve(load_config(path), given)
+
+
+def gather(config: pytest.Config, settings: RunSettings) -> Evidence:
+    """Everything a run judges: probes and PVE (`gather_evidence`), then what plugins add
+    through `pytest_pbs_gather` (each implementation's failure is its own keys' `error`)."""
+    evidence = gather_evidence(settings)
+    evidence.extra.update(gather_extra(config, settings))
+    return evidence
+
+
+def gather_extra(config: pytest.Config, settings: RunSettings) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    for impl in config.pluginmanager.hook.pytest_pbs_gather.get_hookimpls():
+        try:
+            found = cast(Mapping[str, Any] | None, impl.function(settings=settings))
+        except Exception as exc:  # the boundary: a plugin's failure is its own, never the run's
+            extra[impl.plugin_name] = {"error": _unexpected(exc)}
+            continue
+        extra.update(found or {})
+    return extra
+
+
+def ensure(config: pytest.Config) -> RunState:
+    """The run's state with its evidence (gathered here when no background task did)."""
+    state = config.stash[STATE]
+    if state.settings is None:  # pragma: no cover - sessionstart loads it or stops the run
+        try:
+            state.settings = load_settings(config)
+        except (ConfigError, SettingError) as exc:
+            raise pytest.UsageError(f"pbs-compliance: {exc}") from None
+    state.wait()
+    if state.evidence is None:
+        state.evidence = gather(config, state.settings)
+    return state
