@@ -28,8 +28,11 @@ from pbs_compliance.config.files import (
     size_text,
 )
 from pbs_compliance.config.model import (
+    BackupHealth,
     ComplianceConfig,
+    CoverageSettings,
     DnsSettings,
+    JobSettings,
     PruneBackups,
     PveSettings,
     StorageSpec,
@@ -43,7 +46,7 @@ _VAR_RE = re.compile(r"\$\$|\$\{([^}]*)\}")
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REFERENCE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
-TOP_KEYS = ("pbs_storages", "pve", "dns", "defaults")
+TOP_KEYS = ("pbs_storages", "pve", "dns", "defaults", "coverage", "jobs")
 # Secret fields: (where, field, its *_file sibling, the environment variable we suggest).
 _STORAGE_SECRET = ("password", "password_file")
 _PVE_SECRETS = (("token_secret", "token_secret_file"), ("password", "password_file"))
@@ -186,6 +189,10 @@ class _Loader:
 
         pve = self._pve(data.get("pve"))
         dns = self._section(("dns",), data.get("dns"), DnsSettings)
+        coverage = self._section(
+            ("coverage",), data.get("coverage"), CoverageSettings, "e.g. `exclude: [9000]`"
+        )
+        jobs = self._section(("jobs",), data.get("jobs"), JobSettings, "e.g. `slack: 2h`")
         specs: list[StorageSpec] = []
         first_seen: dict[str, int] = {}
         for index, entry in enumerate(storages):
@@ -204,9 +211,16 @@ class _Loader:
                 first_seen[name] = index
             if spec is not None:
                 specs.append(spec)
-        if self.issues or pve is None or dns is None:
+        if self.issues or pve is None or dns is None or coverage is None or jobs is None:
             return None
-        return ComplianceConfig(source=self.file, pve=pve, dns=dns, storages=tuple(specs))
+        return ComplianceConfig(
+            source=self.file,
+            pve=pve,
+            dns=dns,
+            storages=tuple(specs),
+            coverage=coverage,
+            jobs=jobs,
+        )
 
     def _storage(self, index: int, entry: Any, defaults: dict[str, Any]) -> StorageSpec | None:
         path: Path_ = ("pbs_storages", index)
@@ -224,6 +238,7 @@ class _Loader:
         allowed = [*StorageSpec.model_fields, "password_file"]
         self._unknown_keys(path, entry, allowed)
         merged = {k: v for k, v in merged.items() if k in allowed}
+        nested = self._merge_backups(merged, origin, defaults, entry, path)
         # A password under `defaults:` is shared, so is the variable we suggest for it.
         hint = _env_name(entry) if "password" in entry else "PBS_PASSWORD"
         self._secret(merged, origin, path, *_STORAGE_SECRET, env_hint=hint)
@@ -231,7 +246,34 @@ class _Loader:
             self._unknown_keys(
                 origin["prune_backups"], merged["prune_backups"], list(PruneBackups.model_fields)
             )
-        return self._validate(StorageSpec, merged, lambda loc: _origin_path(loc, origin, path))
+        return self._validate(
+            StorageSpec, merged, lambda loc: _origin_path(_moved(loc, nested), origin, path)
+        )
+
+    def _merge_backups(
+        self,
+        merged: dict[str, Any],
+        origin: dict[str, Path_],
+        defaults: dict[str, Any],
+        entry: dict[str, Any],
+        path: Path_,
+    ) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+        """`backups:` is merged key by key: a storage that sets `max_age` keeps the default
+        `max_used_percent`. Returns where each merged key came from (for error locations)."""
+        nested: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        known = list(BackupHealth.model_fields)
+        for where, source in ((("defaults", "backups"), defaults), ((*path, "backups"), entry)):
+            if isinstance(source.get("backups"), dict):
+                self._unknown_keys(where, source["backups"], known)
+        shared, own = defaults.get("backups"), entry.get("backups")
+        if not (isinstance(shared, dict) and isinstance(own, dict)):
+            return nested
+        merged["backups"] = {**shared, **own}
+        for key in shared:
+            if key not in own:  # located under `defaults:`, where it was written
+                nested[("backups", key)] = ("_defaults_backups", key)
+        origin["_defaults_backups"] = ("defaults", "backups")
+        return nested
 
     def _pve(self, section: Any) -> PveSettings | None:
         path: Path_ = ("pve",)
@@ -268,11 +310,17 @@ class _Loader:
             return None
         return ca_file
 
-    def _section(self, path: Path_, section: Any, model: type[DnsSettings]) -> DnsSettings | None:
+    def _section(
+        self,
+        path: Path_,
+        section: Any,
+        model: type[M],
+        example: str = "e.g. `nameservers: [192.0.2.53]`",
+    ) -> M | None:
         if section is None:
             return model()
         if not isinstance(section, dict):
-            self.issue(path, "must be a mapping", "e.g. `nameservers: [192.0.2.53]`")
+            self.issue(path, "must be a mapping", example)
             return None
         self._unknown_keys(path, section, list(model.model_fields))
         values = {k: v for k, v in section.items() if k in model.model_fields}
@@ -545,6 +593,12 @@ def _raw_name(entry: Any) -> str | None:
     return name if isinstance(name, str) else None
 
 
+def _moved(loc: tuple[Any, ...], nested: Mapping[tuple[Any, ...], tuple[Any, ...]]) -> Any:
+    """A location inside a merged mapping, moved to where its key was written."""
+    head = loc[:2]
+    return (*nested[head], *loc[2:]) if head in nested else loc
+
+
 def _origin_path(loc: tuple[Any, ...], origin: dict[str, Path_], base: Path_) -> Path_:
     if loc and isinstance(loc[0], str) and loc[0] in origin:
         return (*origin[loc[0]], *loc[1:])
@@ -583,6 +637,13 @@ def _fix(error: Any) -> str:
     kind = error["type"]
     if kind == "missing":
         return f"add `{error['loc'][-1]}:`"
+    if kind == "value_error" and error["loc"][-1:] in (("max_age",), ("verify_max_age",)):
+        return "write a whole number and a unit (s, m, h, d or w), e.g. `26h`, `36h` or `7d`"
+    if kind == "value_error" and error["loc"][:1] in (("slack",), ("max_age",)):
+        if "duration" in str(error.get("ctx", {}).get("error", "")):
+            return "write a whole number and a unit (s, m, h, d or w), e.g. `2h`, `26h` or `8d`"
+    if kind == "literal_error" and "skip" in error["loc"]:
+        return "`skip` lists the health checks to turn off: datastore, capacity, backups, verified"
     if kind == "literal_error" and "backup" in error["msg"]:
         return "PBS storages hold only `backup` (or `none`); PVE turns anything else into `none`"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):

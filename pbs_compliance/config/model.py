@@ -7,6 +7,7 @@ as drift on every run, forever.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 import unicodedata
@@ -230,6 +231,67 @@ class PruneBackups(_Frozen):
         return result
 
 
+# The backup health checks (issue #12) a storage can turn off with `backups: {skip: [...]}`.
+HEALTH_CHECKS = ("datastore", "capacity", "backups", "verified")
+HealthCheck = Literal["datastore", "capacity", "backups", "verified"]
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION_RE = re.compile(r"(?:[0-9]{1,6}[smhdw])+", re.ASCII)
+_DURATION_PART_RE = re.compile(r"([0-9]{1,6})([smhdw])", re.ASCII)
+MAX_DURATION = dt.timedelta(days=3650)
+
+
+def parse_duration(value: str) -> dt.timedelta:
+    """`26h`, `36h`, `7d`, `90m`, `2w`, `1d12h` -> a timedelta (ValueError saying what is wrong)."""
+    text = value.strip()
+    if not _DURATION_RE.fullmatch(text):
+        raise ValueError(f"{_shown(value)} is not a duration")
+    seconds = sum(int(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART_RE.findall(text))
+    if seconds == 0:
+        raise ValueError(f"{_shown(value)} is no time at all: a duration must be longer than 0")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"{_shown(value)} is longer than 10 years (3650d)")
+    return dt.timedelta(seconds=seconds)
+
+
+def _duration(value: object) -> object:
+    if isinstance(value, dt.timedelta):
+        return value
+    if isinstance(value, str):
+        return parse_duration(value)
+    raise ValueError(f"{value!r} is not a duration (a bare number has no unit)")
+
+
+def format_duration(value: dt.timedelta) -> str:
+    """The shortest spelling `parse_duration` reads back: 93600 s -> `26h`, 8 days -> `8d`."""
+    seconds = int(value.total_seconds())
+    for unit in ("w", "d", "h", "m"):
+        size = _DURATION_UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+Duration = Annotated[dt.timedelta, BeforeValidator(_duration)]
+
+
+class BackupHealth(_Frozen):
+    """Thresholds of the backup health checks (`backups:` per storage or under `defaults:`).
+
+    Never sent to PVE and never drift: they say what "healthy" means for this storage's backups.
+    """
+
+    max_age: Duration = dt.timedelta(hours=26)  # newest snapshot of each guest younger than this
+    max_used_percent: Annotated[float, Field(gt=0, le=100)] = 90.0
+    min_days_to_full: Annotated[int, Field(ge=0, le=3650)] = 30  # 0: ignore PBS's prediction
+    require_verified: bool = False
+    verify_max_age: Duration = dt.timedelta(days=8)
+    skip: Annotated[tuple[HealthCheck, ...], BeforeValidator(_as_list)] = ()
+
+    def judges(self, check: str) -> bool:
+        """Whether the check runs for this storage (not listed under `skip`)."""
+        return check not in self.skip
+
+
 class StorageSpec(_Frozen):
     """One declared `type: pbs` storage entry."""
 
@@ -246,6 +308,7 @@ class StorageSpec(_Frozen):
     max_protected_backups: Annotated[int, Field(ge=-1)] | None = None
     prune_backups: PruneBackups | None = None
     description: str | None = None
+    backups: BackupHealth = BackupHealth()  # backup health thresholds; never sent to PVE
     # Resolved by the loader from `${ENV}` or `password_file`; never a literal in the YAML.
     password: SecretStr | None = None
 
@@ -377,6 +440,66 @@ class DnsSettings(_Frozen):
         return tuple(parse_nameserver(ns) for ns in self.nameservers)
 
 
+# pve-configid (a backup job's id) and pve-tag (JSONSchema.pm).
+JOB_ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_\-]+", re.ASCII)
+TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-+.]*", re.ASCII)
+Vmid = Annotated[int, Field(ge=100, le=999_999_999)]  # pve-vmid
+
+
+def _one_or_list(value: object) -> object:
+    """`exclude: 9000` as shorthand for `exclude: [9000]` (and `_as_list`'s cases)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value,)
+    return _as_list(value)
+
+
+def _tag(value: str) -> str:
+    _plain(value, "tag")
+    if not TAG_RE.fullmatch(value):
+        raise ValueError(
+            f"{_shown(value)} is not a PVE tag (letters, digits, '_', then also '-', '+', '.')"
+        )
+    return value
+
+
+class CoverageSettings(_Frozen):
+    """Guests the `coverage` check exempts: they must not (or need not) be backed up."""
+
+    exclude: Annotated[tuple[Vmid, ...], BeforeValidator(_one_or_list)] = ()
+    exclude_tags: Annotated[
+        tuple[Annotated[str, AfterValidator(_tag)], ...], BeforeValidator(_as_list)
+    ] = ()
+
+
+class JobSettings(_Frozen):
+    """How the `jobs` check judges each backup job's last run on each node."""
+
+    # Added to each job's period (its schedule's longest gap): a daily job may be 26h old.
+    slack: Duration = dt.timedelta(hours=2)
+    # Per job id: the age its last run may have instead of period + slack.
+    max_age: dict[str, Duration] = Field(default_factory=dict)
+    allow_warnings: bool = False  # a run that ended `WARNINGS: n` passes
+
+    @field_validator("max_age")
+    @classmethod
+    def _job_ids(cls, value: dict[str, dt.timedelta]) -> dict[str, dt.timedelta]:
+        for key in value:
+            _plain(key, "job id")
+            if not JOB_ID_RE.fullmatch(key):
+                raise ValueError(
+                    f"{_shown(key)} is not a backup job id: a letter, then letters, digits, "
+                    "'-' or '_' (the ID column of Datacenter > Backup, e.g. backup-3f2a9c1e-8b7d)"
+                )
+        return value
+
+    def allowed_age(self, job_id: str, period: dt.timedelta | None) -> dt.timedelta | None:
+        """How old a job's last run may be: its `max_age`, else period + slack (None: neither
+        is known, a schedule that does not repeat)."""
+        if job_id in self.max_age:
+            return self.max_age[job_id]
+        return None if period is None else period + self.slack
+
+
 class ComplianceConfig(_Frozen):
     """The whole declaration: the desired state plus how to reach and probe it."""
 
@@ -384,6 +507,8 @@ class ComplianceConfig(_Frozen):
     pve: PveSettings = PveSettings()
     dns: DnsSettings = DnsSettings()
     storages: tuple[StorageSpec, ...] = ()
+    coverage: CoverageSettings = CoverageSettings()
+    jobs: JobSettings = JobSettings()
 
     @cached_property
     def _by_name(self) -> dict[str, StorageSpec]:
