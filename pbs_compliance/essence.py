@@ -4,192 +4,140 @@ PVE adds `shared` and `digest`, fills in `content`, omits defaults (`port`, `use
 `prune-backups` exactly as sent and orders `content`/`nodes` at random. Comparing raw dicts would
 report drift forever; comparing essences - both sides normalised the same way - reports only what
 differs in meaning. The checks and the reconciler both diff essences, so they cannot disagree.
+
+What each field means and how it travels is the field table (`pbs_compliance.fields`); this
+module only applies it: `Essence` has one attribute per managed row, built from the table, so a
+new field needs no change here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from pbs_compliance.config.model import PRUNE_KEYS, StorageSpec
-from pbs_compliance.pvevalues import enabled, join_list, split_list, text
+from pbs_compliance.config.model import StorageSpec
+from pbs_compliance.fields import (
+    DEFAULT_CONTENT,
+    DEFAULT_PORT,
+    DEFAULT_USERNAME,
+    KEEP_ALL,
+    PBS_CONTENT,
+    PRUNE_ORDER,
+    by_pve,
+    format_prune,
+    managed,
+    normalise_prune,
+    parse_prune,
+)
+from pbs_compliance.pvevalues import text
 
-DEFAULT_PORT = 8007
-DEFAULT_USERNAME = "root@pam"
-DEFAULT_CONTENT = frozenset({"backup"})
-PBS_CONTENT = frozenset({"backup", "none"})
-KEEP_ALL: tuple[tuple[str, int], ...] = (("keep-all", 1),)
-PRUNE_ORDER = tuple(key.replace("_", "-") for key in PRUNE_KEYS)
-_BOOL_WORDS = {"1": 1, "0": 0, "yes": 1, "no": 0, "true": 1, "false": 0, "on": 1, "off": 0}
+__all__ = [
+    "DEFAULT_CONTENT",
+    "DEFAULT_PORT",
+    "DEFAULT_USERNAME",
+    "FIXED",
+    "KEEP_ALL",
+    "MANAGED",
+    "PBS_CONTENT",
+    "PRUNE_ORDER",
+    "Essence",
+    "declaration_of",
+    "essence_from_api",
+    "essence_of",
+    "format_prune",
+    "normalise_prune",
+    "parse_prune",
+    "to_api_params",
+]
 
 # PVE property names this tool manages, in the order diffs are shown.
-MANAGED = (
-    "server",
-    "datastore",
-    "disable",
-    "content",
-    "username",
-    "fingerprint",
-    "port",
-    "namespace",
-    "nodes",
-    "max-protected-backups",
-    "prune-backups",
-)
-FIXED = frozenset({"server", "datastore"})  # PVE refuses to change these in place
+MANAGED = tuple(str(f.pve) for f in managed())
+FIXED = frozenset(str(f.pve) for f in managed() if f.fixed)  # PVE refuses to change in place
 
 
-@dataclass(frozen=True)
-class Essence:
-    """The managed meaning of one PBS storage entry, with PVE's defaults made explicit."""
+class _Methods:
+    """What every essence can do; the attributes come from the field table."""
 
     name: str
-    server: str
-    datastore: str
-    enabled: bool = True
-    content: frozenset[str] = DEFAULT_CONTENT
-    username: str = DEFAULT_USERNAME
-    fingerprint: str | None = None
-    port: int = DEFAULT_PORT
-    namespace: str | None = None
-    nodes: frozenset[str] | None = None
-    max_protected_backups: int | None = None
-    prune_backups: tuple[tuple[str, int], ...] = KEEP_ALL
 
     def value(self, prop: str) -> str | None:
         """The property as PVE would show it (a comparable, printable string), None if unset."""
-        match prop:
-            case "disable":
-                return None if self.enabled else "1"
-            case "content":
-                return join_list(self.content)
-            case "nodes":
-                return None if self.nodes is None else join_list(self.nodes)
-            case "port":
-                return str(self.port)
-            case "max-protected-backups":
-                mpb = self.max_protected_backups
-                return None if mpb is None else str(mpb)
-            case "prune-backups":
-                return format_prune(self.prune_backups)
-            case "server" | "datastore" | "username" | "fingerprint" | "namespace":
-                attr: str | None = getattr(self, prop)
-                return attr
-        raise KeyError(prop)
+        row = by_pve(prop)
+        if row.codec is None:
+            raise KeyError(prop)
+        shown: str | None = row.codec.show(getattr(self, row.attr))
+        return shown
 
 
-def normalise_prune(pairs: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
-    """PVE's meaning: zero values are as good as unset; nothing set (or keep-all) keeps all."""
-    if pairs.get("keep-all"):
-        return KEEP_ALL
-    kept = tuple((k, pairs[k]) for k in PRUNE_ORDER if k != "keep-all" and pairs.get(k))
-    return kept or KEEP_ALL
+if TYPE_CHECKING:
 
+    class Essence(_Methods):
+        """The managed meaning of one PBS storage entry, with PVE's defaults made explicit."""
 
-def parse_prune(text: str) -> dict[str, int]:
-    """Parse PVE's `prune-backups` property string (`keep-daily=7,keep-weekly=4`)."""
-    result: dict[str, int] = {}
-    for part in text.split(","):
-        if not part.strip():
-            continue
-        key, sep, raw = part.partition("=")
-        key, raw = key.strip(), raw.strip()
-        if not sep or key not in PRUNE_ORDER:
-            raise ValueError(f"invalid prune-backups entry '{part}'")
-        if key == "keep-all":
-            if raw.lower() not in _BOOL_WORDS:
-                raise ValueError(f"invalid keep-all value '{raw}'")
-            result[key] = _BOOL_WORDS[raw.lower()]
-        else:
-            if not raw.isdigit():
-                raise ValueError(f"invalid {key} value '{raw}'")
-            result[key] = int(raw)
-    return result
+        def __init__(self, name: str, **values: Any) -> None: ...
 
+        def __getattr__(self, attr: str) -> Any: ...
 
-def format_prune(pairs: tuple[tuple[str, int], ...]) -> str:
-    return ",".join(f"{key}={value}" for key, value in pairs)
+else:
+    Essence = dataclasses.make_dataclass(
+        "Essence",
+        [
+            ("name", str),
+            *((f.attr, Any, dataclasses.field(default=f.default)) for f in managed()),
+        ],
+        bases=(_Methods,),
+        frozen=True,
+    )
+    Essence.__module__ = __name__
+    Essence.__doc__ = (
+        "The managed meaning of one PBS storage entry, with PVE's defaults made explicit: "
+        "`name` and one attribute per managed field of `pbs_compliance.fields.FIELDS`."
+    )
 
 
 def essence_of(spec: StorageSpec) -> Essence:
     """The declared side."""
-    prune = (
-        {k.replace("_", "-"): v for k, v in spec.prune_backups.items()}
-        if spec.prune_backups
-        else {}
-    )
-    return Essence(
-        name=spec.name,
-        server=spec.server,
-        datastore=spec.datastore,
-        enabled=spec.enabled,
-        content=frozenset(spec.content),
-        username=spec.username,
-        fingerprint=spec.fingerprint.upper(),
-        port=spec.port,
-        namespace=spec.namespace or None,
-        nodes=frozenset(spec.nodes) if spec.nodes else None,
-        max_protected_backups=spec.max_protected_backups,
-        prune_backups=normalise_prune(prune),
-    )
+    values = {f.attr: f.codec.declared(getattr(spec, f.attr)) for f in managed() if f.codec}
+    return Essence(name=spec.name, **values)
+
+
+def essence_from_api(entry: Mapping[str, object]) -> Essence:
+    """The live side: an item of `GET /storage` (or POST parameters, which look the same)."""
+    values: dict[str, Any] = {}
+    for f in managed():
+        assert f.codec is not None
+        assert f.pve is not None
+        raw = text(entry.get(f.pve))
+        values[f.attr] = f.codec.absent if raw is None else f.codec.read(raw)
+    return Essence(name=str(entry.get("storage", "")), **values)
 
 
 def to_api_params(spec: StorageSpec) -> dict[str, str]:
     """POST /storage parameters for a declaration (without the password, which is sent apart).
 
-    Only what differs from PVE's defaults is sent, so a created entry reads back like one made by
-    hand in the GUI. Booleans are `0`/`1`: PVE rejects `True`.
+    Only what differs from PVE's defaults is sent (besides the connection properties PVE needs),
+    so a created entry reads back like one made by hand in the GUI. Booleans are `0`/`1`: PVE
+    rejects `True`. The properties PVE needs come first, then the optional ones.
     """
-    params: dict[str, str] = {
-        "storage": spec.name,
-        "type": "pbs",
-        "server": spec.server,
-        "datastore": spec.datastore,
-        "content": ",".join(spec.content),
-        "username": spec.username,
-        "fingerprint": spec.fingerprint,
-    }
-    if not spec.enabled:
-        params["disable"] = "1"
-    if spec.port != DEFAULT_PORT:
-        params["port"] = str(spec.port)
-    if spec.namespace:
-        params["namespace"] = spec.namespace
-    if spec.nodes:
-        params["nodes"] = ",".join(spec.nodes)
-    if spec.max_protected_backups is not None:
-        params["max-protected-backups"] = str(spec.max_protected_backups)
-    if spec.prune_backups is not None and spec.prune_backups.items():
-        params["prune-backups"] = ",".join(
-            f"{k.replace('_', '-')}={v}" for k, v in spec.prune_backups.items()
-        )
+    params: dict[str, str] = {"storage": spec.name, "type": "pbs"}
+    rows = [f for f in managed() if f.always] + [f for f in managed() if not f.always]
+    for f in rows:
+        assert f.codec is not None
+        assert f.pve is not None
+        value = f.codec.param(getattr(spec, f.attr), f.always)
+        if value is not None:
+            params[f.pve] = value
     return params
 
 
-def essence_from_api(entry: Mapping[str, object]) -> Essence:
-    """The live side: an item of `GET /storage` (or POST parameters, which look the same)."""
-
-    content_text = text(entry.get("content"))
-    content = frozenset(split_list(content_text)) & PBS_CONTENT if content_text else DEFAULT_CONTENT
-    nodes_text = text(entry.get("nodes"))
-    prune_text = text(entry.get("prune-backups"))
-    try:
-        prune = normalise_prune(parse_prune(prune_text)) if prune_text else KEEP_ALL
-    except ValueError:
-        prune = (("unparsable: " + (prune_text or ""), 0),)
-    fingerprint = text(entry.get("fingerprint"))
-    mpb = text(entry.get("max-protected-backups"))
-    return Essence(
-        name=str(entry.get("storage", "")),
-        server=text(entry.get("server")) or "",
-        datastore=text(entry.get("datastore")) or "",
-        enabled=enabled(entry),
-        content=content or frozenset({"none"}),
-        username=text(entry.get("username")) or DEFAULT_USERNAME,
-        fingerprint=fingerprint.upper() if fingerprint else None,
-        port=int(text(entry.get("port")) or DEFAULT_PORT),
-        namespace=text(entry.get("namespace")),
-        nodes=frozenset(split_list(nodes_text)) if nodes_text else None,
-        max_protected_backups=int(mpb) if mpb is not None else None,
-        prune_backups=prune,
-    )
+def declaration_of(essence: Essence) -> dict[str, Any]:
+    """The declaration fields (YAML values) that declare `essence`, without `name`: what the lab
+    writes for the entries it starts with. Unset fields are left out."""
+    declared: dict[str, Any] = {}
+    for f in managed():
+        assert f.codec is not None
+        value = f.codec.to_declaration(getattr(essence, f.attr))
+        if value is not None:
+            declared[f.attr] = value
+    return declared

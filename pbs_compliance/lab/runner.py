@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from pbs_compliance.essence import parse_prune
+from pbs_compliance.essence import declaration_of, essence_from_api
 from pbs_compliance.lab.admin import LabAdmin
 from pbs_compliance.lab.backups import BackupStore
 from pbs_compliance.lab.certs import CertificateAuthority, CertPair
@@ -522,35 +522,27 @@ class Lab:
         _write_private(self.state_dir / "lab.json", json.dumps(lab, indent=2) + "\n")
 
     def _declaration(self, storage: StorageScenario, has_password: bool) -> dict[str, Any]:
+        """The entry as `GET /storage` shows it, declared through the field table: the lab's
+        declaration says exactly what PVE holds."""
         assert storage.server is not None
-        options = storage.options
         entry: dict[str, Any] = {
-            "name": storage.name,
-            "enabled": "disable" not in options,
+            "storage": storage.name,
             "server": storage.server,
             "datastore": storage.datastore,
-            "content": options.get("content", "backup").split(","),
             "username": storage.username,
             "fingerprint": storage.fingerprint or self._served_fingerprint(storage.server),
+            **storage.options,
         }
+        if "disable" in storage.options:  # a bare `disable` line: GET shows `disable: 1`
+            entry["disable"] = 1
         pbs = self.pbs.get(storage.server)
         if pbs is not None and pbs.port != 8007:
             entry["port"] = pbs.port
-        if "namespace" in options:
-            entry["namespace"] = options["namespace"]
-        if "nodes" in options:
-            entry["nodes"] = sorted(options["nodes"].split(","))
-        if "max-protected-backups" in options:
-            entry["max_protected_backups"] = int(options["max-protected-backups"])
-        if "prune-backups" in options:
-            parsed = parse_prune(options["prune-backups"])
-            entry["prune_backups"] = {
-                k.replace("-", "_"): (bool(v) if k == "keep-all" else v) for k, v in parsed.items()
-            }
+        declared: dict[str, Any] = {"name": storage.name, **declaration_of(essence_from_api(entry))}
         if has_password:
-            entry["password"] = f"${{{env_name(storage.name)}}}"
-        entry["description"] = f"lab: {storage.datastore} on {storage.server}"
-        return entry
+            declared["password"] = f"${{{env_name(storage.name)}}}"
+        declared["description"] = f"lab: {storage.datastore} on {storage.server}"
+        return declared
 
     # -- run-time faults (POST /_lab/... on the PVE API) ---------------------------------------
 
