@@ -637,11 +637,12 @@ def _fix(error: Any) -> str:
     kind = error["type"]
     if kind == "missing":
         return f"add `{error['loc'][-1]}:`"
-    if kind == "value_error" and error["loc"][-1:] in (("max_age",), ("verify_max_age",)):
-        return "write a whole number and a unit (s, m, h, d or w), e.g. `26h`, `36h` or `7d`"
-    if kind == "value_error" and error["loc"][:1] in (("slack",), ("max_age",)):
+    if kind == "value_error" and error["loc"][:1] in (("slack",), ("max_age",)):  # `jobs:`
         if "duration" in str(error.get("ctx", {}).get("error", "")):
             return "write a whole number and a unit (s, m, h, d or w), e.g. `2h`, `26h` or `8d`"
+        return "copy the job's ID from `pvesh get /cluster/backup` (or Datacenter > Backup)"
+    if kind == "value_error" and error["loc"][-1:] in (("max_age",), ("verify_max_age",)):
+        return "write a whole number and a unit (s, m, h, d or w), e.g. `26h`, `36h` or `7d`"
     if kind == "literal_error" and "skip" in error["loc"]:
         return "`skip` lists the health checks to turn off: datastore, capacity, backups, verified"
     if kind == "literal_error" and "backup" in error["msg"]:

@@ -61,7 +61,7 @@ def test_the_example_declares_every_storage_field() -> None:
     used = {key for entry in document["pbs_storages"] for key in entry}
 
     assert used == set(StorageSpec.model_fields)
-    assert set(document) == {"pbs_storages", "pve", "dns", "defaults"}
+    assert set(document) == {"pbs_storages", "pve", "dns", "defaults", "coverage", "jobs"}
 
 
 @pytest.mark.parametrize(
