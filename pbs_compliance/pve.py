@@ -172,6 +172,18 @@ class PveClient:
         params = {} if storage is None else {"storage": storage}
         return list(self._call(lambda: self.api.nodes(node).storage.get(**params)))
 
+    def resources(self) -> list[dict[str, Any]]:
+        """`GET /cluster/resources`: guests (name, node), nodes (online) and where each storage
+        is available, in one read (what the backup health checks need of the cluster)."""
+        return list(self._call(lambda: self.api.cluster.resources.get()))
+
+    def backup_content(self, node: str, storage: str) -> list[dict[str, Any]]:
+        """`GET /nodes/{node}/storage/{storage}/content?content=backup`: the backups as PVE
+        sees them (it asks the PBS with the entry's own credentials and namespace)."""
+        return list(
+            self._call(lambda: self.api.nodes(node).storage(storage).content.get(content="backup"))
+        )
+
     def scan_pbs(
         self,
         node: str,

@@ -153,6 +153,7 @@ class _PbsApi:
             ["access", "ticket"],
             ["admin", "datastore"],
             ["status", "datastore-usage"],
+            ["access", "permissions"],
         ) or (len(parts) == 4 and parts[:2] == ["admin", "datastore"] and parts[3] in _STORE_CALLS)
         if not known:
             raise _ApiError(404, f"Path '{request.path}' not found.")
@@ -163,6 +164,8 @@ class _PbsApi:
             return _Response.data(dict(PBS_VERSION))
         if parts == ["admin", "datastore"]:
             return _Response.data(self._datastore_list(auth_id))
+        if parts == ["access", "permissions"]:
+            return _Response.data(self._permissions(auth_id, request.query))
         name = self._spec.name
         if parts == ["status", "datastore-usage"]:
             states = {s: self.contents.datastore(name, s) for s in self._spec.datastores}
@@ -241,6 +244,21 @@ class _PbsApi:
                     raise _ApiError(401, "authentication failed - invalid API token")
                 return token_id
         raise _ApiError(401, "authentication failed - no authentication credentials provided.")
+
+    def _permissions(self, auth_id: str, query: Mapping[str, str]) -> dict[str, dict[str, bool]]:
+        """GET /access/permissions?path=/datastore/STORE[/NS] (PBS `list_permissions`): the
+        caller's own privileges on that path, `{path: {privilege: propagate}}`; a path without
+        any is left out. Asking about another auth ID needs Sys.Audit (the lab refuses it)."""
+        other = query.get("auth-id")
+        if other is not None and other != auth_id:
+            raise _ApiError(403, "permission check failed")
+        path = query.get("path", "/datastore")
+        parts = [p for p in path.split("/") if p]
+        if not parts or parts[0] != "datastore":
+            return {}
+        store = parts[1] if len(parts) > 1 else ""
+        privileges = self.acl.privileges(auth_id, store, "/".join(parts[2:])) if store else set()
+        return {path: dict.fromkeys(sorted(privileges), True)} if privileges else {}
 
     # -- datastores --------------------------------------------------------------------------
 
