@@ -35,10 +35,11 @@ from pbs_compliance.backup_jobs import (
     selected,
 )
 from pbs_compliance.config import ComplianceConfig
-from pbs_compliance.evidence import MAX_WORKERS, unexpected
+from pbs_compliance.evidence import MAX_WORKERS, NO_CREDENTIALS, unexpected
 from pbs_compliance.pve import PveClient, PveError, PveNotFound, PvePermissionError
+from pbs_compliance.settings import RunSettings
 
-__all__ = ["JobEvidence", "JobsClient", "judged_jobs", "lookback", "read_jobs"]
+__all__ = ["JobEvidence", "JobsClient", "gather_jobs", "judged_jobs", "lookback", "read_jobs"]
 
 T = TypeVar("T")
 TASK_LIMIT = 5000  # PVE lists 50 tasks unless told; a node keeps far fewer vzdump tasks a window
@@ -132,6 +133,17 @@ def lookback(config: ComplianceConfig, jobs: list[BackupJob], today: dt.date) ->
     ]
     longest = max((a for a in ages if a is not None), default=MIN_LOOKBACK)
     return min(max(2 * longest, MIN_LOOKBACK), MAX_LOOKBACK)
+
+
+def gather_jobs(settings: RunSettings, now: dt.datetime) -> JobEvidence:
+    """What a run judges about jobs: skipped without PVE credentials, else `read_jobs`."""
+    if not settings.has_pve_credentials:
+        return JobEvidence(skipped=NO_CREDENTIALS)
+    try:
+        client = JobsClient(settings.pve, settings.secrets)
+    except PveError as exc:
+        return JobEvidence(errors={"jobs": str(exc)})
+    return read_jobs(client, settings.config, now)
 
 
 def read_jobs(client: JobsClient, config: ComplianceConfig, now: dt.datetime) -> JobEvidence:
