@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -278,3 +279,17 @@ def test_a_volume_without_a_size_is_in_progress(size: int | None) -> None:
     assert backup.in_progress
     assert backup.size == 1
     assert _backup({"format": "vma.zst", "vmid": 100, "ctime": 5}) is None
+
+
+def test_gather_backups_uses_the_runs_settings(shared_lab: Lab) -> None:
+    from pbs_compliance.backup_reads import gather_backups
+
+    settings = settings_of(shared_lab)
+    evidence = gather_backups(settings)
+    bare = gather_backups(dataclasses.replace(settings, pve=settings.pve.model_copy(
+        update={"token_id": None, "token_secret": None})))  # fmt: skip
+
+    assert set(evidence.storages) == {s.name for s in settings.config.storages if s.enabled}
+    assert evidence.reads["pve storage content"] == 4
+    assert bare.guests_error.startswith("no PVE credentials configured")
+    assert "pve storage content" not in bare.reads
