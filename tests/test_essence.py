@@ -354,6 +354,11 @@ def test_a_property_that_is_not_managed_is_a_key_error() -> None:
     with pytest.raises(KeyError) as raised:
         Essence(name="x", server="h", datastore="ds1").value("shared")
     assert raised.value.args == ("shared",)
+    # Known to PVE but never compared: the identity and the write-only password.
+    for prop in ("storage", "password"):
+        with pytest.raises(KeyError) as raised:
+            Essence(name="x", server="h", datastore="ds1").value(prop)
+        assert raised.value.args == (prop,)
 
 
 # -- the round trip, for any valid storage ------------------------------------------------------

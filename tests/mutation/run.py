@@ -36,9 +36,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / "mutants"
 THRESHOLD = 90.0
-# What mutmut needs in its copy of the tree (it copies `tests/` and pyproject.toml itself,
-# but from the copy, where this script has already put the per-module pyproject.toml).
-COPIED = ("pbs_compliance", "remediate", "tests", "conftest.py")
+# The work directory is a copy of the tree (tests read files such as config/*.yaml) without
+# what is large, generated or private to this checkout; mutmut then copies it once more into
+# its own `mutants/` (with the per-module pyproject.toml this script writes).
+NOT_COPIED = frozenset({".git", ".venv", "mutants", "reports", "build", "dist", ".lab"})
+IGNORED = shutil.ignore_patterns("__pycache__", ".*_cache", "*.egg-info", ".hypothesis")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Module:
     tests: tuple[str, ...]  # glob patterns, relative to the repository root
 
 
+TABLE_TESTS = "tests/test_fields*.py"
 MODULES = (
     Module("verdicts", "pbs_compliance/verdicts.py", ("tests/test_verdicts*.py",)),
     Module(
@@ -55,7 +58,10 @@ MODULES = (
         "remediate/plan.py",
         ("tests/remediate/test_remediate_plan*.py", "tests/remediate/test_plan_*.py"),
     ),
-    Module("essence", "pbs_compliance/essence.py", ("tests/test_essence*.py",)),
+    # essence applies the field table (#11): the table's tests test essence's functions too.
+    Module("essence", "pbs_compliance/essence.py", ("tests/test_essence*.py", TABLE_TESTS)),
+    Module("fields", "pbs_compliance/fields.py", (TABLE_TESTS, "tests/test_essence*.py")),
+    Module("pvevalues", "pbs_compliance/pvevalues.py", ("tests/test_pvevalues*.py",)),
     Module("drift", "pbs_compliance/drift.py", ("tests/test_drift*.py",)),
     Module("loader", "pbs_compliance/config/loader.py", ("tests/config/test_*.py",)),
     Module("model", "pbs_compliance/config/model.py", ("tests/config/test_*.py",)),
@@ -82,12 +88,15 @@ def _toml_value(value: object) -> str:
     return json.dumps(value)
 
 
-def _pyproject_for(module: Module, test_files: list[str]) -> str:
+def _pyproject_for(module: Module, test_files: list[str], copied: list[str]) -> str:
     """pyproject.toml with its [tool.mutmut] table extended by this module's selection."""
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
     settings = dict(tomllib.loads(text).get("tool", {}).get("mutmut", {}))
     settings["only_mutate"] = [module.path]
     settings["pytest_add_cli_args_test_selection"] = test_files
+    # mutmut runs the tests inside its own copy: give it the rest of the tree as well.
+    sources = {Path(s).parts[0] for s in settings.get("source_paths", [])}
+    settings["also_copy"] = sorted(set(copied) - sources - {"tests", "pyproject.toml"})
     # Drop the original table (header up to the next table header), append the extended one.
     text = re.sub(r"(?ms)^\[tool\.mutmut\]\n.*?(?=^\[)", "", text + "\n[end]\n")
     text = text.removesuffix("\n[end]\n")
@@ -104,15 +113,21 @@ def _prepare(module: Module, workdir: Path, keep: bool) -> list[str]:
     if workdir.exists() and not keep:
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    for name in COPIED:
-        source, target = ROOT / name, workdir / name
+    copied = []
+    for source in sorted(ROOT.iterdir()):
+        if source.name in NOT_COPIED or IGNORED(str(ROOT), [source.name]):
+            continue
+        copied.append(source.name)
+        target = workdir / source.name
         if source.is_dir():
             if target.exists():
                 shutil.rmtree(target)
-            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(source, target, ignore=IGNORED)
         else:
             shutil.copy2(source, target)
-    (workdir / "pyproject.toml").write_text(_pyproject_for(module, test_files), encoding="utf-8")
+    (workdir / "pyproject.toml").write_text(
+        _pyproject_for(module, test_files, copied), encoding="utf-8"
+    )
     return test_files
 
 
@@ -196,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     scores = []
     for module in chosen:
         print(f"== {module.path}", flush=True)
+        if not (ROOT / module.path).is_file():
+            raise SystemExit(f"{module.path} does not exist: update MODULES in {__file__}")
         score = measure(module, args.keep, args.survivors, args.quiet)
         print(
             f"   {score.killed}/{score.total} killed ({score.percent:.1f} %) "
