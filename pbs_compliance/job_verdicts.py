@@ -129,7 +129,7 @@ def coverage(config: ComplianceConfig, ev: JobEvidence) -> Verdict:
         ("guests judged", str(len(judged))),
         ("covered", str(len(judged) - len(uncovered))),
     ]
-    facts += [(f"vmid {g.vmid}", _reason(reasons.get(g.vmid, []))) for g in uncovered]
+    facts += [(g.label(), _reason(reasons.get(g.vmid, []))) for g in uncovered]
     facts += [("stale exemption", n) for n in notes]
     if not uncovered:
         message = "\n".join(f"note: {n}" for n in notes)
@@ -181,23 +181,35 @@ def _run_line(run: TaskRun) -> str:
     return f"started {when(run.starttime)}, ended {when(run.endtime)}, {run.upid}"
 
 
-def jobs(config: ComplianceConfig, ev: JobEvidence, job_id: str, now: dt.datetime) -> Verdict:
-    """One case per judged job: storage, schedule, and the newest run on each of its nodes."""
-    found = {j.id: j for j in ev.jobs}.get(job_id)
-    storage = found.storage if found is not None and found.storage else ALL
-    unreadable = _unreadable("jobs", storage, ev, ("jobs", "guests"))
+def jobs(
+    config: ComplianceConfig, ev: JobEvidence, job_id: str | None, now: dt.datetime
+) -> Verdict:
+    """One case per judged job (reported as `job:<id>`): storage, schedule, and the newest run
+    on each of its nodes. `job_id` None: the one case of a run that has no job to judge."""
+    unreadable = _unreadable("jobs", ALL, ev, ("jobs", "guests"))
     if unreadable is not None:
         return unreadable
+    if job_id is None:
+        return Verdict(
+            "jobs",
+            ALL,
+            "skip",
+            "no enabled backup job writes to a declared storage: no job to judge (see the "
+            "coverage case)",
+        )
+    label = f"job:{job_id}"
+    found = {j.id: j for j in ev.jobs}.get(job_id)
     if found is None:
         return Verdict(
-            "jobs", ALL, "fail", f"backup job {job_id} is no longer in PVE's job list (re-run)"
+            "jobs", label, "fail", f"backup job {job_id} is no longer in PVE's job list (re-run)"
         )
     job = found
+    storage = job.storage or "-"
     spec = {s.name: s for s in config.storages}.get(storage)
     if spec is not None and not spec.enabled:
         return Verdict(
             "jobs",
-            storage,
+            label,
             "fail",
             f"job {job.describe()} writes to {storage}, which is declared `enabled: false`, so "
             "its runs fail or land on a storage nobody checks\n"
@@ -211,16 +223,15 @@ def jobs(config: ComplianceConfig, ev: JobEvidence, job_id: str, now: dt.datetim
     if broken or allowed is None:
         return Verdict(
             "jobs",
-            storage,
+            label,
             "fail",
             f"job {job.describe()}: {why}, so how often it must run is unknown\n"
             "fix: give it a repeating schedule such as `02:00` or `mon..fri 21:00` (Datacenter > "
             f"Backup > Edit), or set how old its last run may be: `jobs: {{max_age: "
             f"{{{job.id}: 8d}}}}` in {config.source.name}",
-            (("job", job.id), ("schedule", job.schedule or "-")),
+            (("job", job.id), ("storage", storage), ("schedule", job.schedule or "-")),
         )
-    assert allowed is not None  # a period, or the job's own max_age
-    return _judge_runs(config, ev, job, storage, period, allowed, now)
+    return _judge_runs(config, ev, job, period, allowed, now)
 
 
 def _allowance(config: ComplianceConfig, job: BackupJob, period: dt.timedelta | None) -> str:
@@ -233,20 +244,21 @@ def _judge_runs(
     config: ComplianceConfig,
     ev: JobEvidence,
     job: BackupJob,
-    storage: str,
     period: dt.timedelta | None,
     allowed: dt.timedelta,
     now: dt.datetime,
 ) -> Verdict:
+    label = f"job:{job.id}"
     per_node = job_runs(job, ev.selections(), ev.tasks)
     facts: list[tuple[str, str]] = [
         ("job", job.id),
+        ("storage", job.storage or "-"),
         ("schedule", job.schedule or "-"),
         ("allowed age", f"{span(allowed)} ({_allowance(config, job, period)})"),
     ]
     if not per_node:
         note = f"job {job.id} selects no guest on any node (see the coverage case)"
-        return Verdict("jobs", storage, "pass", f"note: {note}", tuple(facts))
+        return Verdict("jobs", label, "pass", f"note: {note}", tuple(facts))
     problems: list[tuple[str, str]] = []
     never: list[str] = []
     for node, (runs, twins) in per_node.items():
@@ -276,17 +288,17 @@ def _judge_runs(
             f"its first run; one older than {span(allowed)} that never ran means PVE's "
             "scheduler does not run it (check `systemctl status pvescheduler` on the nodes)"
         )
-        return Verdict("jobs", storage, "pass", note, tuple(facts))
+        return Verdict("jobs", label, "pass", note, tuple(facts))
     problems += [
         (node, f"no run since {when(ev.since)}, while it ran on other nodes") for node in never
     ]
     if not problems:
-        return Verdict("jobs", storage, "pass", facts=tuple(facts))
+        return Verdict("jobs", label, "pass", facts=tuple(facts))
     lines = [f"job {job.describe()}: {len(problems)} of {len(per_node)} node(s) failed:"]
     lines += [f"  {node}: {text}" for node, text in problems]
     lines.append(JOB_FIX)
     failed = problems[0][0] if len(problems) == 1 else None
-    return Verdict("jobs", storage, "fail", "\n".join(lines), tuple(facts), node=failed)
+    return Verdict("jobs", label, "fail", "\n".join(lines), tuple(facts), node=failed)
 
 
 def _judge_run(

@@ -97,11 +97,11 @@ def test_the_builtin_lab_reads_once_each_and_passes_both_checks(lab: Lab) -> Non
     assert coverage(config, ev).status == "pass"
     assert job_ids(config, ev) == [j.id for j in ev.jobs]
     verdicts = [jobs(config, ev, job_id, moment) for job_id in job_ids(config, ev)]
-    assert [(v.storage, v.status, v.message) for v in verdicts] == [
-        ("homelab-backup", "pass", ""),
-        ("archive", "pass", ""),
-        ("offsite", "pass", ""),
-        ("media", "pass", ""),
+    assert [(v.storage, v.status, v.message, v.facts[1]) for v in verdicts] == [
+        ("job:backup-homelab", "pass", "", ("storage", "homelab-backup")),
+        ("job:backup-archive", "pass", "", ("storage", "archive")),
+        ("job:backup-offsite", "pass", "", ("storage", "offsite")),
+        ("job:backup-media", "pass", "", ("storage", "media")),
     ]
 
 

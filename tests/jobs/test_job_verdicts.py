@@ -76,10 +76,11 @@ def test_each_uncovered_guest_with_its_reason() -> None:
     assert verdict.facts == (
         ("guests judged", "3"),
         ("covered", "0"),
-        ("vmid 100", "no backup job selects it"),
-        ("vmid 101", "only disabled jobs select it: off"),
-        ("vmid 200", "only jobs that do not count select it: local (storage local is not "
-                     "declared in pbs-storage.yaml); old (disabled)"),
+        ("vmid 100 'web' (qemu) on pve1", "no backup job selects it"),
+        ("vmid 101 'dns' (lxc) on pve1", "only disabled jobs select it: off"),
+        ("vmid 200 'db' (qemu) on pve2",
+         "only jobs that do not count select it: local (storage local is not declared in "
+         "pbs-storage.yaml); old (disabled)"),
     )  # fmt: skip
 
 
@@ -112,7 +113,11 @@ def test_jobs_that_do_not_count(job: BackupJob, reason: str) -> None:
         "1 of 3 guest(s) have no enabled backup job to a declared, enabled PBS storage:",
         f"  vmid 100 'web' (qemu) on pve1: {reason}",
     ]
-    assert verdict.facts[:3] == (("guests judged", "3"), ("covered", "2"), ("vmid 100", reason))
+    assert verdict.facts[:3] == (
+        ("guests judged", "3"),
+        ("covered", "2"),
+        ("vmid 100 'web' (qemu) on pve1", reason),
+    )
 
 
 def test_a_pool_selected_guest_is_covered() -> None:
@@ -214,11 +219,12 @@ def test_a_job_whose_newest_runs_ended_ok_in_time_passes() -> None:
 
     assert verdict == Verdict(
         "jobs",
-        "homelab",
+        "job:nightly",
         "pass",
         "",
         (
             ("job", "nightly"),
+            ("storage", "homelab"),
             ("schedule", "02:00"),
             ("allowed age", "26h (period 24h + slack 2h)"),
             ("pve1", f"OK, {line(run('pve1', ended_ago=6 * HOUR))}"),
@@ -264,7 +270,7 @@ def test_a_failed_run_quotes_its_status_node_times_and_upid() -> None:
     verdict = jobs(config(), ev, "nightly", NOW)
 
     assert (verdict.check, verdict.storage, verdict.status, verdict.node) == (
-        "jobs", "homelab", "fail", "pve2")  # fmt: skip
+        "jobs", "job:nightly", "fail", "pve2")  # fmt: skip
     assert verdict.message == "\n".join(
         [
             "job nightly (storage homelab, schedule 02:00): 1 of 2 node(s) failed:",
@@ -311,7 +317,7 @@ def test_max_age_replaces_period_plus_slack() -> None:
         NOW,
     )
 
-    assert verdict.facts[2] == ("allowed age", "10h (jobs.max_age of nightly)")
+    assert verdict.facts[3] == ("allowed age", "10h (jobs.max_age of nightly)")
     assert verdict.message.splitlines()[1] == (
         "  pve1: the last run ended 11h ago, more than the 10h allowed (jobs.max_age of "
         f"nightly) - 'OK', {line(old)}"
@@ -325,7 +331,7 @@ def test_a_weekday_job_gets_its_longest_gap() -> None:
     verdict = jobs(config(), ev, "weekdays", NOW)
 
     assert verdict.status == "pass"
-    assert verdict.facts[2] == ("allowed age", "74h (period 72h + slack 2h)")
+    assert verdict.facts[3] == ("allowed age", "74h (period 72h + slack 2h)")
 
 
 def test_a_job_that_never_ran_passes_with_a_note() -> None:
@@ -338,7 +344,7 @@ def test_a_job_that_never_ran_passes_with_a_note() -> None:
         "first run; one older than 26h that never ran means PVE's scheduler does not run it "
         "(check `systemctl status pvescheduler` on the nodes)"
     )
-    assert verdict.facts[3:] == (
+    assert verdict.facts[4:] == (
         ("pve1", "no run since 2026-11-29 08:00:00 UTC"),
         ("pve2", "no run since 2026-11-29 08:00:00 UTC"),
     )
@@ -384,7 +390,7 @@ def test_a_job_to_a_storage_declared_disabled_fails() -> None:
 
     assert verdict == Verdict(
         "jobs",
-        "offsite",
+        "job:off",
         "fail",
         "job off (storage offsite, schedule 02:00) writes to offsite, which is declared "
         "`enabled: false`, so its runs fail or land on a storage nobody checks\n"
@@ -410,13 +416,13 @@ def test_a_schedule_that_gives_no_period_fails(schedule: str | None, why: str) -
 
     assert verdict == Verdict(
         "jobs",
-        "homelab",
+        "job:odd",
         "fail",
         f"job {job.describe()}: {why}, so how often it must run is unknown\n"
         "fix: give it a repeating schedule such as `02:00` or `mon..fri 21:00` (Datacenter > "
         "Backup > Edit), or set how old its last run may be: `jobs: {max_age: {odd: 8d}}` in "
         "pbs-storage.yaml",
-        (("job", "odd"), ("schedule", schedule or "-")),
+        (("job", "odd"), ("storage", "homelab"), ("schedule", schedule or "-")),
     )
 
 
@@ -430,7 +436,7 @@ def test_a_one_off_schedule_with_its_own_max_age_is_judged() -> None:
     still_invalid = jobs(config(jobs=both), evidence([invalid], fresh_runs()), "bad", NOW)  # type: ignore[arg-type]
 
     assert ok.status == "pass"
-    assert ok.facts[2] == ("allowed age", "8d (jobs.max_age of once)")
+    assert ok.facts[3] == ("allowed age", "8d (jobs.max_age of once)")
     assert still_invalid.status == "fail"
 
 
@@ -449,7 +455,17 @@ def test_a_job_gone_from_pve_fails() -> None:
     verdict = jobs(config(), evidence([]), "ghost", NOW)
 
     assert verdict == Verdict(
-        "jobs", "(all)", "fail", "backup job ghost is no longer in PVE's job list (re-run)"
+        "jobs", "job:ghost", "fail", "backup job ghost is no longer in PVE's job list (re-run)"
+    )
+
+
+def test_a_run_without_a_job_to_judge_has_one_skipped_case() -> None:
+    assert jobs(config(), evidence([]), None, NOW) == Verdict(
+        "jobs",
+        "(all)",
+        "skip",
+        "no enabled backup job writes to a declared storage: no job to judge (see the coverage "
+        "case)",
     )
 
 
@@ -459,7 +475,7 @@ def test_guests_unreadable_fails_the_job_case() -> None:
     verdict = jobs(config(), ev, "nightly", NOW)
 
     assert (verdict.status, verdict.storage, verdict.facts) == (
-        "fail", "homelab", (("guests", "HTTP 500: x"),))  # fmt: skip
+        "fail", "(all)", (("guests", "HTTP 500: x"),))  # fmt: skip
 
 
 def test_unrelated_guest_list_shapes() -> None:
