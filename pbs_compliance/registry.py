@@ -7,6 +7,8 @@ scope - what one case is about:
 - `storage`: one case per declared storage (the test takes the `pbs_storage` fixture);
 - `node`: one case per (storage, PVE node it applies to) (`pbs_node_target`);
 - `cluster`: one case per run (neither fixture); its cell is the matrix's footer line;
+- `job`: one case per enabled backup job to a declared storage (`pbs_job`, from
+  `job_plugin`); its row in the matrix is `job:<id>`;
 
 and the evidence it judges (`probes`, `pve`, or the key a plugin's `pytest_pbs_gather` returns).
 
@@ -27,9 +29,9 @@ from typing import Any, Literal, TypeVar
 
 import pytest
 
-Scope = Literal["storage", "node", "cluster"]
-SCOPES: tuple[Scope, ...] = ("storage", "node", "cluster")
-FIXTURE = {"storage": "pbs_storage", "node": "pbs_node_target"}
+Scope = Literal["storage", "node", "cluster", "job"]
+SCOPES: tuple[Scope, ...] = ("storage", "node", "cluster", "job")
+FIXTURE = {"storage": "pbs_storage", "node": "pbs_node_target", "job": "pbs_job"}
 # What a cluster-wide case reports as its storage (a storage name PVE cannot hold: no parentheses).
 CLUSTER = "(all)"
 _NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
@@ -117,6 +119,20 @@ BUILTIN: tuple[Check, ...] = (
         "cluster",
         ("pve",),
         column="unmanaged PBS entries",
+    ),
+    Check(
+        "coverage",
+        "every guest (templates aside) is in an enabled backup job to a declared, enabled storage",
+        "cluster",
+        ("jobs",),
+        column="backup coverage",
+    ),
+    Check(
+        "jobs",
+        "each enabled backup job to a declared storage ended OK on every node with its guests, "
+        "within its schedule's period plus slack",
+        "job",
+        ("jobs",),
     ),
 )
 

@@ -25,6 +25,7 @@ ENV_PREFIXES = ("PBS_COMPLIANCE_", "PBS_LAB_")
 CONNECTIVITY = tuple(c.name for c in registry.BUILTIN if "probes" in c.needs)
 STORAGE_CHECKS = tuple(c.name for c in registry.BUILTIN if c.scope == "storage")
 NODE_CHECKS = tuple(c.name for c in registry.BUILTIN if c.scope == "node")
+JOB_CHECKS = tuple(c.name for c in registry.BUILTIN if c.scope == "job")
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,13 @@ def storage(config: dict[str, Any], name: str) -> dict[str, Any]:
     return entry
 
 
-def all_ids(storages: dict[str, list[str]]) -> set[str]:
-    """Every case id of a run of the built-in checks: storage -> the nodes it applies to."""
+def all_ids(storages: dict[str, list[str]], jobs: tuple[str, ...] = ()) -> set[str]:
+    """Every case id of a run of the built-in checks: storage -> the nodes it applies to, and
+    the enabled backup jobs to declared storages (none: the one `(all)` job case)."""
     ids = {c.name for c in registry.BUILTIN if c.scope == "cluster"}
+    ids |= {
+        f"{check}[{f'job:{j}' if j else '(all)'}]" for check in JOB_CHECKS for j in jobs or ("",)
+    }
     for name, nodes in storages.items():
         ids |= {f"{check}[{name}]" for check in STORAGE_CHECKS}
         ids |= {f"{check}[{name}:{node}]" for check in NODE_CHECKS for node in nodes}
@@ -106,7 +111,9 @@ BUILTIN = {
     "media": ALL_NODES,
     "offsite": ["pve1", "pve2"],
 }
-BUILTIN_IDS = all_ids(BUILTIN)
+# The built-in lab's backup jobs, one per PBS entry (`pbs_compliance.lab.scenario.builtin`).
+BUILTIN_JOBS = ("backup-homelab", "backup-archive", "backup-offsite", "backup-media")
+BUILTIN_IDS = all_ids(BUILTIN, BUILTIN_JOBS)
 
 
 def pve_client(lab: Lab) -> PveClient:
