@@ -31,6 +31,9 @@ from pbs_compliance.evidence import LiveState, ServerEvidence
 from pbs_compliance.verdicts import Verdict
 
 CHECKS = ("datastore", "capacity", "backups", "verified")
+# The fact naming the guests a failed case is about (vmids, comma-separated): the JUnit
+# property `guest` of the case.
+GUEST_FACT = "guest"
 # Maintenance modes in which PVE cannot write backups; all but read-only also block reads.
 BLOCKING = ("offline", "unmount", "delete", "read-only", "s3-refresh")
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
@@ -458,11 +461,16 @@ def backups(
         (g, b) for g, b in table if b is None or now.timestamp() - b.ctime > limit.total_seconds()
     ]
     gone = sorted({b.vmid for b in pve.items} - set(ev.guests))
-    facts = [_row(g, b, now) for g, b in table]
+    # Every guest's newest backup is the HTML table's (`backup_plugin`); the facts sum it up.
+    facts = [
+        ("max_age", format_duration(limit)),
+        ("guests judged", f"{len(table)} ({len(stale)} stale)"),
+    ]
     if gone:
         facts.append(("not judged", "guests that no longer exist: " + ", ".join(map(str, gone))))
     if not stale:
-        return _v(check, spec, "pass", "", [("max_age", format_duration(limit)), *facts])
+        return _v(check, spec, "pass", "", facts)
+    facts.append((GUEST_FACT, ",".join(str(g.vmid) for g, _ in stale)))
     lines = [
         f"{len(stale)} of {len(table)} guests have no backup younger than "
         f"{format_duration(limit)} on '{spec.name}':"
@@ -473,7 +481,7 @@ def backups(
         "fix: check the backup job covering them (`pvesh get /cluster/backup`) and the last "
         "vzdump task log on their node; raise `backups.max_age` if the schedule is slower"
     )
-    return _v(check, spec, "fail", "\n".join(lines), [("max_age", format_duration(limit)), *facts])
+    return _v(check, spec, "fail", "\n".join(lines), facts)
 
 
 def verified(
@@ -514,15 +522,15 @@ def verified(
                         f"{age(now.timestamp() - when)} ago",
                     )
                 )
-    facts = [_row(g, b, now) for g, b in table]
     setting = (
         f"require_verified, within {format_duration(limits.verify_max_age)}"
         if limits.require_verified
         else "not required (a failed verification fails)"
     )
-    facts.insert(0, ("verification", setting))
+    facts = [("verification", setting), ("guests judged", f"{len(table)} ({len(bad)} not ok)")]
     if not bad:
         return _v(check, spec, "pass", "", facts)
+    facts.append((GUEST_FACT, ",".join(str(g.vmid) for g, _ in bad)))
     lines = [
         f"{len(bad)} of {len(table)} guests' newest backup on '{spec.name}' is not verified ok:"
     ]

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from pbs_compliance import hookspecs, job_plugin, registry
+from pbs_compliance import backup_plugin, hookspecs, job_plugin, registry
 from pbs_compliance.config import ConfigError, StorageSpec
 from pbs_compliance.evidence import Evidence
 from pbs_compliance.report import html as html_report
@@ -94,6 +94,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     if not config.pluginmanager.has_plugin(job_plugin.NAME):  # the backup job checks' part
         config.pluginmanager.register(job_plugin, job_plugin.NAME)
+    if not config.pluginmanager.has_plugin(backup_plugin.NAME):  # the backup health checks'
+        config.pluginmanager.register(backup_plugin, backup_plugin.NAME)
     if not state.active:
         return
     if config.getoption("htmlpath", None):

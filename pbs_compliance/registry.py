@@ -113,6 +113,34 @@ BUILTIN: tuple[Check, ...] = (
         "node",
         ("pve",),
     ),
+    # Backup health (`backup_plugin`): the PBS itself, and the backups PVE lists on it.
+    Check(
+        "datastore",
+        "the datastore exists on the PBS, is in no maintenance mode that stops backups, and the "
+        "declared namespace exists",
+        "storage",
+        ("backups",),
+    ),
+    Check(
+        "capacity",
+        "the datastore is at most max_used_percent full and PBS does not predict it full within "
+        "min_days_to_full days",
+        "storage",
+        ("backups",),
+    ),
+    Check(
+        "backups",
+        "every existing guest with backups on the storage has a finished one younger than max_age",
+        "storage",
+        ("pve", "backups"),
+    ),
+    Check(
+        "verified",
+        "the newest backup of each guest did not fail verification (with require_verified: was "
+        "verified ok within verify_max_age)",
+        "storage",
+        ("pve", "backups"),
+    ),
     Check(
         "unmanaged",
         "PVE has no PBS storage entry the config does not declare",

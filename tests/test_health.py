@@ -324,18 +324,18 @@ def test_human_units() -> None:
 # -- backups -------------------------------------------------------------------------------------
 
 
-def test_backups_pass_with_every_guest_in_the_facts() -> None:
+def test_backups_pass_with_the_guests_counted_in_the_facts() -> None:
     s = spec()
 
     verdict = judge("backups", s, evidence(s))
 
     assert (verdict.check, verdict.storage, verdict.status) == ("backups", "homelab", "pass")
-    assert verdict.facts == (
-        ("max_age", "26h"),
-        ("vm 100 (web) on pve1", "2025-06-01 06:00 UTC, 6h ago, ok"),
-        ("ct 101 (dns) on pve1", "2025-06-01 06:00 UTC, 6h ago, ok"),
-        ("vm 200 (db) on pve2", "2025-06-01 06:00 UTC, 6h ago, ok"),
-    )
+    assert verdict.facts == (("max_age", "26h"), ("guests judged", "3 (0 stale)"))
+    assert [(g.vmid, b and b.ctime) for g, b in health.guest_table(s, evidence(s), NOW)] == [
+        (100, T - 6 * H),
+        (101, T - 6 * H),
+        (200, T - 6 * H),
+    ]
 
 
 def test_backups_exactly_max_age_passes_a_second_more_fails() -> None:
@@ -351,6 +351,11 @@ def test_backups_exactly_max_age_passes_a_second_more_fails() -> None:
         "  vm 100 (web) on pve1: newest 2025-05-30 23:59 UTC, 36h ago, ok",
     ]
     assert "fix: check the backup job covering them" in verdict.message
+    assert verdict.facts == (
+        ("max_age", "36h"),
+        ("guests judged", "2 (1 stale)"),
+        ("guest", "100"),
+    )
 
 
 def test_guests_that_no_longer_exist_are_not_judged() -> None:
@@ -456,6 +461,11 @@ def test_a_failed_verification_fails() -> None:
         "1 of 2 guests' newest backup on 'homelab' is not verified ok:",
         "  vm 100 (web) on pve1: newest backup 2025-06-01 06:00 UTC: verification failed",
     ]
+    assert verdict.facts == (
+        ("verification", "not required (a failed verification fails)"),
+        ("guests judged", "2 (1 not ok)"),
+        ("guest", "100"),
+    )
 
 
 def test_unverified_passes_unless_required() -> None:
@@ -463,8 +473,14 @@ def test_unverified_passes_unless_required() -> None:
     strict = spec(backups=BackupHealth(require_verified=True))
     items = (fresh(100, verification=None, verified_at=None),)
 
-    assert judge("verified", s, evidence(s, items=items)).status == "pass"
+    lenient = judge("verified", s, evidence(s, items=items))
+    assert lenient.status == "pass"
+    assert lenient.facts == (
+        ("verification", "not required (a failed verification fails)"),
+        ("guests judged", "1 (0 not ok)"),
+    )
     verdict = judge("verified", strict, evidence(strict, items=items))
+    assert dict(verdict.facts)["verification"] == "require_verified, within 8d"
     assert verdict.status == "fail"
     assert "vm 100 (web) on pve1: newest backup 2025-06-01 06:00 UTC: never verified" in (
         verdict.message
