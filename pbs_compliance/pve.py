@@ -162,6 +162,13 @@ class PveClient:
         result: dict[str, Any] = self._call(lambda: self.api.storage(name).get())
         return result
 
+    def cluster_name(self) -> str | None:
+        """`GET /cluster/status`: the cluster's name (None for a single node, which has no
+        cluster entry there)."""
+        items = self._call(lambda: self.api.cluster.status.get())
+        names = [str(i.get("name")) for i in items if i.get("type") == "cluster" and i.get("name")]
+        return names[0] if names else None
+
     def nodes(self) -> list[str]:
         items = self._call(lambda: self.api.nodes.get())
         return sorted(str(item["node"]) for item in items)

@@ -329,10 +329,16 @@ class StorageSpec(_Frozen):
         return None if value is None else tuple(sorted(set(value)))
 
 
+CLUSTER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
 class PveSettings(_Frozen):
     """How to reach the PVE cluster. Secrets are resolved by the loader, never literals."""
 
     url: str | None = None
+    # The cluster's name in reports (JUnit suite, HTML, Prometheus `cluster` label); default:
+    # PVE's cluster name (`/cluster/status`), else the host of `url`.
+    name: str | None = None
     token_id: str | None = None
     token_secret: SecretStr | None = None
     user: str | None = None
@@ -351,6 +357,17 @@ class PveSettings(_Frozen):
             raise ValueError(
                 f"{_shown(value)} is not a PVE address; write `https://pve1.example:8006` or a "
                 "host name"
+            )
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not CLUSTER_NAME_RE.fullmatch(value):
+            _plain(value, "name")
+            raise ValueError(
+                f"{_shown(value)} is not a cluster name for reports; use 1 to 63 letters, "
+                "digits, '.', '-' or '_', starting with a letter or digit, e.g. `site-a`"
             )
         return value
 

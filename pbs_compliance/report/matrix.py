@@ -19,10 +19,31 @@ from rich.table import Table
 from pbs_compliance import registry
 
 Outcomes = Mapping[tuple[str, str, str], str]  # (storage, check, node) -> outcome
-SYMBOLS = {"passed": "PASS", "failed": "FAIL", "skipped": "skip", "remediated": "FIXED"}
-STYLES = {"PASS": "green", "FAIL": "bold red", "skip": "yellow", "FIXED": "cyan"}
-HTML_COLOURS = {"PASS": "#2a2", "FAIL": "#c22", "skip": "#b80", "FIXED": "#0aa"}
-WORST_FIRST = ("FAIL", "FIXED", "PASS", "skip")
+SYMBOLS = {
+    "passed": "PASS",
+    "failed": "FAIL",
+    "skipped": "skip",
+    "remediated": "FIXED",
+    "waived": "WAIVED",
+    "error": "ERROR",
+}
+STYLES = {
+    "PASS": "green",
+    "FAIL": "bold red",
+    "ERROR": "bold red",
+    "skip": "yellow",
+    "FIXED": "cyan",
+    "WAIVED": "magenta",
+}
+HTML_COLOURS = {
+    "PASS": "#2a2",
+    "FAIL": "#c22",
+    "ERROR": "#c22",
+    "skip": "#b80",
+    "FIXED": "#0aa",
+    "WAIVED": "#85c",
+}
+WORST_FIRST = ("FAIL", "ERROR", "WAIVED", "FIXED", "PASS", "skip")
 
 
 @dataclass(frozen=True)
