@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pbs_compliance import job_plugin
+import pbs_compliance.job_plugin as job_plugin
 from pbs_compliance.api import Compliance, check
 
 

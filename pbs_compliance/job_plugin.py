@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pbs_compliance import api
+import pbs_compliance.api as api  # not `from pbs_compliance import api`: see below
 from pbs_compliance.api import Compliance
 from pbs_compliance.evidence import Evidence
 from pbs_compliance.job_reads import JobEvidence, gather_jobs
@@ -31,6 +31,10 @@ OFF = (
     "pbs-compliance is off for this run: run `pytest checks/` (checks/pytest.ini switches it "
     "on), or pass --pbs-config PATH"
 )
+
+# Modules are imported as `import pbs_compliance.x as x`, never `from pbs_compliance import x`:
+# the latter takes the package's attribute, which after pytester restored sys.modules is the
+# previous run's module (with the previous run's stash keys), so this run would look "off".
 
 _lock = threading.Lock()
 _parsed: dict[int, tuple[object, JobEvidence]] = {}  # id(extra data) -> (data, parsed)

@@ -24,7 +24,8 @@ from typing import Any
 
 import pytest
 
-from pbs_compliance import backup_plugin, hookspecs, job_plugin, registry
+import pbs_compliance.job_plugin as job_plugin  # a fresh import (see job_plugin)
+from pbs_compliance import backup_plugin, hookspecs, registry
 from pbs_compliance.config import ConfigError, StorageSpec
 from pbs_compliance.evidence import Evidence
 from pbs_compliance.report import html as html_report
