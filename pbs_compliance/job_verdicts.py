@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from pbs_compliance.backup_jobs import BackupJob, Guest, Selection, TaskRun, job_runs
 from pbs_compliance.backup_jobs import schedule_period as _period
@@ -27,7 +28,7 @@ from pbs_compliance.config import ComplianceConfig
 from pbs_compliance.job_reads import JobEvidence, judged_jobs
 from pbs_compliance.verdicts import Verdict
 
-__all__ = ["ALL", "coverage", "job_ids", "jobs"]
+__all__ = ["ALL", "Summary", "coverage", "job_ids", "jobs", "summary"]
 
 ALL = "(all)"  # the storage a cluster-wide case reports
 JOB_FIX = (
@@ -321,3 +322,58 @@ def _judge_run(
             f"({allowance}) - '{run.status}', {_run_line(run)}"
         )
     return ""
+
+
+# -- a short summary (`pbs status`) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Coverage and job runs in a few lines: what `pbs status` shows below its table."""
+
+    coverage: Verdict
+    jobs: tuple[Verdict, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.coverage.status != "fail" and all(v.status != "fail" for v in self.jobs)
+
+    def lines(self) -> list[str]:
+        cover, facts = self.coverage, dict(self.coverage.facts)
+        if cover.status == "skip":
+            out = [f"backup coverage: not checked ({cover.message})"]
+        elif "guests judged" not in facts:  # PVE could not be read
+            reasons = "; ".join(f"{name}: {error}" for name, error in cover.facts)
+            out = [f"backup coverage: not judged - {reasons}"]
+        elif cover.status == "pass":
+            out = [f"backup coverage: all {facts['guests judged']} guest(s) covered"]
+        else:
+            judged, covered = int(facts["guests judged"]), int(facts["covered"])
+            out = [f"backup coverage: {judged - covered} of {judged} guest(s) not covered"]
+            out += [f"  {line.strip()}" for line in cover.message.splitlines() if line[:2] == "  "]
+        judged_jobs = [v for v in self.jobs if v.storage.startswith("job:")]
+        failed = [v for v in judged_jobs if v.status == "fail"]
+        if judged_jobs:
+            out.append(
+                f"backup jobs: {len(judged_jobs) - len(failed)} of {len(judged_jobs)} ran as "
+                "scheduled"
+            )
+        out += [f"  {v.message.splitlines()[0]}" for v in failed]
+        return out
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "coverage": {"status": self.coverage.status, "message": self.coverage.message},
+            "jobs": {
+                v.storage.removeprefix("job:"): {"status": v.status, "message": v.message}
+                for v in self.jobs
+                if v.storage.startswith("job:")
+            },
+        }
+
+
+def summary(config: ComplianceConfig, ev: JobEvidence, now: dt.datetime) -> Summary:
+    """Both checks judged as the compliance run judges them, for `pbs status`."""
+    ids = job_ids(config, ev) if not ev.skipped and "jobs" not in ev.errors else []
+    return Summary(coverage(config, ev), tuple(jobs(config, ev, i, now) for i in ids))

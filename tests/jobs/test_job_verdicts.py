@@ -9,7 +9,7 @@ from jobs_data import HOUR, NOW, T0, config, evidence, run
 
 from pbs_compliance.backup_jobs import BackupJob, Guest
 from pbs_compliance.config.model import CoverageSettings, JobSettings
-from pbs_compliance.job_verdicts import coverage, job_ids, jobs, span, when
+from pbs_compliance.job_verdicts import coverage, job_ids, jobs, span, summary, when
 from pbs_compliance.verdicts import Verdict
 
 FIX = (
@@ -487,3 +487,57 @@ def test_unrelated_guest_list_shapes() -> None:
 
     assert verdict.status == "pass"  # a single-guest task is not this two-guest job's run
     assert verdict.message.startswith("note: job j has no run on any of its nodes (pve1)")
+
+
+# -- the summary `pbs status` shows ---------------------------------------------------------------
+
+
+def test_summary_of_a_covered_cluster_with_jobs_that_ran() -> None:
+    ev = evidence([ALL_HOMELAB], fresh_runs())  # type: ignore[arg-type]
+
+    result = summary(config(), ev, NOW)
+
+    assert result.ok is True
+    assert result.lines() == [
+        "backup coverage: all 3 guest(s) covered",
+        "backup jobs: 1 of 1 ran as scheduled",
+    ]
+    assert result.to_dict() == {
+        "ok": True,
+        "coverage": {"status": "pass", "message": ""},
+        "jobs": {"nightly": {"status": "pass", "message": ""}},
+    }
+
+
+def test_summary_names_uncovered_guests_and_failed_jobs() -> None:
+    jobs_ = [
+        BackupJob("nightly", schedule="02:00", storage="homelab", vmids=(100, 101)),
+        BackupJob("off", enabled=False, storage="homelab", vmids=(200,)),
+    ]
+    ev = evidence(jobs_, {"pve1": [run("pve1", "job errors")]})
+
+    result = summary(config(), ev, NOW)
+
+    assert result.ok is False
+    assert result.lines() == [
+        "backup coverage: 1 of 3 guest(s) not covered",
+        "  vmid 200 'db' (qemu) on pve2: only disabled jobs select it: off",
+        "backup jobs: 0 of 1 ran as scheduled",
+        "  job nightly (storage homelab, schedule 02:00): 1 of 1 node(s) failed:",
+    ]
+    assert result.to_dict()["jobs"] == {
+        "nightly": {"status": "fail", "message": jobs(config(), ev, "nightly", NOW).message}
+    }
+
+
+def test_summary_without_pve() -> None:
+    skipped = summary(config(), evidence([], skipped="no PVE credentials configured"), NOW)
+    refused = summary(config(), evidence([], errors={"jobs": "HTTP 403: no"}), NOW)
+
+    assert skipped.lines() == [
+        "backup coverage: not checked (no PVE credentials configured: backup jobs are not checked)"
+    ]
+    assert skipped.ok is True
+    assert refused.lines() == ["backup coverage: not judged - jobs: HTTP 403: no"]
+    assert refused.ok is False
+    assert refused.to_dict()["jobs"] == {}
