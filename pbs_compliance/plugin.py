@@ -19,7 +19,6 @@ import os
 import sys
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +29,10 @@ from pbs_compliance.config import ConfigError, StorageSpec
 from pbs_compliance.evidence import Evidence
 from pbs_compliance.report import html as html_report
 from pbs_compliance.report import matrix
+from pbs_compliance.report import outcomes as report_outcomes
+from pbs_compliance.report.cases import FACTS, evidence_rows
 from pbs_compliance.report.junit import fix_junit
+from pbs_compliance.report.run import RunReports, add_options
 from pbs_compliance.session import (
     REMEDIATED,
     STATE,
@@ -64,6 +66,7 @@ OFF = (
     "on), or pass --pbs-config PATH"
 )
 WORKERINPUT_KEY = "pbs_compliance_evidence"
+REPORTS = "pbs-compliance-reports"
 UNVERIFIED = "certificate not verified: pve.verify_ssl is false"
 
 
@@ -86,6 +89,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--cert-expiry-days", metavar="N", type=int, default=None, help=HELP_EXPIRY)
     parser.addini(INI_SWITCH, HELP_INI_SWITCH, type="bool", default=False)
+    add_options(parser, group)  # the reports': --prometheus-textfile, --junit-strict-xunit
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -110,8 +114,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(_Outcomes(state), "pbs-compliance-outcomes")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(state), "pbs-compliance-xdist")
-    if config.pluginmanager.hasplugin("html"):
-        config.pluginmanager.register(_HtmlHooks(state), "pbs-compliance-html")
+    # JUnit, HTML (with pytest-html's hooks) and Prometheus, finished on the controller.
+    reports = RunReports(config, lambda: state.settings, lambda: _evidence(state))
+    config.pluginmanager.register(reports, REPORTS)
+
+
+def _evidence(state: RunState) -> Evidence | None:
+    state.wait()
+    return state.evidence
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -147,22 +157,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbs-evidence")
     state.pending = pool.submit(gather, config, state.settings)
     pool.shutdown(wait=False)  # the task runs on; whoever needs the evidence waits for it
-
-
-class _HtmlHooks:
-    """Hooks that exist only with pytest-html."""
-
-    def __init__(self, state: RunState) -> None:
-        self.state = state
-
-    def pytest_html_report_title(self, report: Any) -> None:
-        report.title = html_report.TITLE
-
-    def pytest_html_results_summary(
-        self, prefix: list[str], summary: list[str], postfix: list[str], session: Any
-    ) -> None:
-        if self.state.outcomes:
-            prefix.append(html_report.summary(self.state.outcomes))
 
 
 class _XdistHooks:
@@ -260,14 +254,10 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     verdict = item.stash.get(VERDICT, None)
-    if verdict is None or report.when != "call" or not item.config.getoption("htmlpath", None):
-        return report  # the evidence table is only for the HTML report
+    if verdict is None or report.when != "call":
+        return report
     settings = item.config.stash[STATE].settings
     spec = spec_named(settings.config if settings else None, verdict.storage)
-    try:
-        from pytest_html import extras
-    except ImportError:  # pragma: no cover - pytest-html is a dependency
-        return report
     facts = list(verdict.facts)
     entry = registry.get(verdict.check)
     pve_check = entry is not None and "pve" in entry.needs
@@ -275,7 +265,16 @@ def pytest_runtest_makereport(
         facts.append(("PVE", UNVERIFIED))  # known, and chosen: a fact, not a warning
     for added in item.config.hook.pytest_pbs_report_facts(item=item, verdict=verdict):
         facts += list(added or ())
-    details = html_report.details(verdict, spec, facts)
+    rows = evidence_rows(verdict, spec, facts)
+    # On the report as plain data: the controller's JUnit and HTML read it, from workers too.
+    setattr(report, FACTS, [list(row) for row in rows])
+    if not item.config.getoption("htmlpath", None):
+        return report
+    try:
+        from pytest_html import extras
+    except ImportError:  # pragma: no cover - pytest-html is a dependency
+        return report
+    details = html_report.rows_html(rows)
     report.extras = [*getattr(report, "extras", []), extras.html(details)]  # type: ignore[attr-defined]
     return report
 
@@ -291,7 +290,7 @@ class _Outcomes:
         if "check" not in props or "storage" not in props:
             return
         if report.when == "call" or (report.when == "setup" and report.skipped):
-            outcome = getattr(report, "pbs_outcome", None) or report.outcome
+            outcome = report_outcomes.of_report(report)  # remediated, waived, error too
             key = (str(props["storage"]), str(props["check"]), str(props.get("node", "")))
             self.state.outcomes[key] = outcome
 
@@ -300,19 +299,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     state = config.stash.get(STATE, None)
     if state is None or not state.outcomes or hasattr(config, "workerinput"):
         return
-    terminalreporter.write_sep("=", "pbs-compliance matrix")
+    reports = config.pluginmanager.get_plugin(REPORTS)
+    cluster = f": cluster {reports.cluster()}" if reports is not None else ""
+    terminalreporter.write_sep("=", f"pbs-compliance matrix{cluster}")
     for line in matrix.render(state.outcomes, terminalreporter.isatty).splitlines():
         terminalreporter.write_line(line)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Make the JUnit file valid for Jenkins' schema (see `report.junit`)."""
-    config = session.config
-    state = config.stash.get(STATE, None)
-    xmlpath = config.getoption("xmlpath", None)
-    if state is None or not state.active or not xmlpath or hasattr(config, "workerinput"):
-        return
-    path = Path(xmlpath)
-    if path.exists():
-        fix_junit(path)

@@ -58,6 +58,7 @@ STYLE = """
 #pbs-glance td.waived{background:#e6d4f5;color:#3b0a5c;font-weight:bold}
 #pbs-glance td.none{color:#666}
 #pbs-glance ul.pbs-fixes li{margin:.25em 0}
+#pbs-glance ul.pbs-fixes a{color:#0645ad}
 #pbs-glance ul.pbs-fixes code,.pbs-compliance code{color:#111;background:#f1f1f1;
  padding:0 .2em;white-space:pre-wrap}
 .pbs-compliance table{border-collapse:collapse}
@@ -89,7 +90,7 @@ def summary(outcomes_: matrix.Outcomes) -> str:
 
 def case_href(case: Case) -> str:
     """A link to the case's row in pytest-html's table (its tbody's id is the node id)."""
-    return "#" + quote(case.nodeid, safe="/:._-")
+    return "#" + quote(case.nodeid, safe="/:._-[]")
 
 
 def totals_line(found: Sequence[Case]) -> str:
@@ -211,7 +212,7 @@ class HtmlHooks:
     def pytest_html_report_title(self, report: Any) -> None:
         report.title = self._title()
         self.report = report
-        if not report.config.inicfg.get("render_collapsed"):
+        if report.config.getini("render_collapsed") in ("", "passed"):  # pytest-html's default
             report.set_data("renderCollapsed", list(COLLAPSED))
 
     def pytest_html_results_table_row(self, report: Any, cells: list[str]) -> None:
