@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from pbs_compliance.config.model import StorageSpec
 from pbs_compliance.pve import (
@@ -111,6 +112,19 @@ class StorageResult:
             return _VERBS.get(self.action.kind, "changed")
         return str(self.status)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (stable keys)."""
+        return {
+            "storage": self.storage,
+            "status": str(self.status),
+            "verb": self.verb,
+            "reason": self.reason,
+            "writes": self.writes,
+            "retries": self.retries,
+            "steps": list(self.steps),
+            "unreachable_nodes": list(self.unreachable_nodes),
+        }
+
     def line(self) -> str:
         text = f"{self.storage}: {self.verb}"
         if self.status == Status.PLANNED and self.action is not None:
@@ -166,17 +180,22 @@ class Results:
     def describe(self) -> str:
         return "\n".join([*(r.line() for r in self.results), self.summary()])
 
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """The JSON form: one object per storage."""
+        return [r.to_dict() for r in self.results]
+
     def __str__(self) -> str:
         return self.describe()
 
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C stopped `apply`; `results` holds every storage: done, interrupted (with what its
-    writes left behind) or not started. A KeyboardInterrupt still, so whoever does not look
-    for it stops as before."""
+    writes left behind) or not started, `plan` what was being applied. A KeyboardInterrupt
+    still, so whoever does not look for it stops as before."""
 
-    def __init__(self, results: Results) -> None:
+    def __init__(self, results: Results, plan: Plan | None = None) -> None:
         self.results = results
+        self.plan = plan
         stopped = [r.line() for r in results.results if r.status == Status.INTERRUPTED]
         where = "; ".join(stopped) or "between two storages, none half-done"
         super().__init__(f"interrupted: {where} - re-running continues from there")
@@ -192,7 +211,7 @@ class _Stopped(KeyboardInterrupt):
 
 def apply(
     plan: Plan,
-    client: PveClient,
+    client: PveClient | None,
     desired: Sequence[StorageSpec],
     options: PlanOptions,
     reachability: Mapping[str, Reachability] | None = None,
@@ -201,7 +220,9 @@ def apply(
     sleep: Callable[[float], None] = time.sleep,
     dry_run: bool = False,
 ) -> Results:
-    """Perform `plan` (made from `desired`, `options` and `reachability`) storage by storage."""
+    """Perform `plan` (made from `desired`, `options` and `reachability`) storage by storage.
+
+    A dry run needs no client: it says what each action would do and sends nothing."""
     acted = {a.storage for a in plan.actions}
     untouched = [
         StorageResult(spec.name, Status.UNCHANGED, reason="matches its declaration")
@@ -212,6 +233,8 @@ def apply(
     if dry_run:
         done = [_planned(action) for action in plan.actions]
     else:
+        if client is None:
+            raise ValueError("apply needs a PVE client unless it is a dry run")
         run = _Run(client, desired, options, reachability or {}, max_retries, backoff, sleep)
         try:
             for action in plan.actions:
@@ -222,7 +245,7 @@ def apply(
             finished = {r.storage for r in done}
             rest = [_not_started(a) for a in plan.actions if a.storage not in finished]
             results = sorted([*done, *rest, *untouched], key=lambda r: r.storage)
-            raise Interrupted(Results(tuple(results))) from None
+            raise Interrupted(Results(tuple(results)), plan) from None
     return Results(tuple(sorted([*done, *untouched], key=lambda r: r.storage)), dry_run=dry_run)
 
 

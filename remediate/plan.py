@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from pbs_compliance.config.model import StorageSpec
 from pbs_compliance.drift import Drift, PropertyDiff, diff
@@ -130,6 +131,23 @@ class Action:
         """The entry ends enabled where it was not: `apply` confirms every node reaches it."""
         return self.enable_after or self.params.get("disable") == "0"
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (stable keys; never the password, only whether it is needed)."""
+        drift = self.drift
+        return {
+            "storage": self.storage,
+            "kind": str(self.kind),
+            "params": dict(self.params),
+            "delete": list(self.delete),
+            "reason": self.reason,
+            "password_needed": self.password_needed,
+            "enable_after": self.enable_after,
+            "missing": bool(drift and drift.missing),
+            "drift": []
+            if drift is None
+            else [{"property": d.key, "declared": d.declared, "live": d.live} for d in drift.diffs],
+        }
+
     def lines(self) -> list[str]:
         """The readable diff: one line per property, `live -> planned`, then the why."""
         head = f"{_MARKERS[self.kind]} {self.storage}  {self.kind}"
@@ -184,6 +202,10 @@ class Plan:
             if action.storage == name:
                 return action
         return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: whether it is empty, and every action."""
+        return {"empty": self.is_empty, "actions": [a.to_dict() for a in self.actions]}
 
     def describe(self) -> str:
         counts = {kind: sum(1 for a in self.actions if a.kind == kind) for kind in Kind}

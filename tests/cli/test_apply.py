@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -256,14 +257,20 @@ def posts(lab: Lab) -> list[dict[str, Any]]:
     return [r for r in writes(lab) if r["method"] == "POST"]
 
 
-def test_two_applies_at_once_creating_the_same_entry_both_succeed(
-    lab: Lab, lab_config: Callable[..., Path]
-) -> None:
-    config = lab_config(lab, add_missing)
+def two_applies(
+    lab: Lab, config: Path, tmp_path: Path, hosts: int
+) -> tuple[list[int], list[tuple[str, str]]]:
+    """Two `pbs apply` at once; `hosts=2` gives each its own temporary directory, where the
+    per-cluster lock lives: as if they ran on two machines, so they do not take turns."""
     assert lab.pve is not None
     lab.pve.faults.set(latency=0.5)  # both read PVE (entry missing) long before either creates
     command = [PBS, "apply", "--config", str(config)]
-    runs = [subprocess.Popen(command, stdout=PIPE, stderr=PIPE, text=True) for _ in range(2)]
+    runs = []
+    for run in range(2):
+        tmp = tmp_path / f"host{run % hosts}"
+        tmp.mkdir(exist_ok=True)
+        env = {**os.environ, "TMPDIR": str(tmp)}
+        runs.append(subprocess.Popen(command, stdout=PIPE, stderr=PIPE, text=True, env=env))
     try:
         outputs = [run.communicate(timeout=120) for run in runs]
     finally:
@@ -271,7 +278,14 @@ def test_two_applies_at_once_creating_the_same_entry_both_succeed(
             if run.poll() is None:
                 run.kill()
     lab.pve.faults.clear()
-    codes = [run.returncode for run in runs]
+    return [run.returncode for run in runs], outputs
+
+
+def test_two_applies_at_once_on_two_machines_creating_the_same_entry_both_succeed(
+    lab: Lab, lab_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    config = lab_config(lab, add_missing)
+    codes, outputs = two_applies(lab, config, tmp_path, hosts=2)
     assert codes == [0, 0], outputs
     statuses = sorted(r["status"] for r in posts(lab))
     assert statuses == [200, 500], "the two applies did not race"
@@ -281,6 +295,21 @@ def test_two_applies_at_once_creating_the_same_entry_both_succeed(
     assert "storage ID 'archive-prod' already defined" in loser
     assert "another writer created it at the same time" in loser
     assert "0 failed" in loser
+
+
+def test_two_applies_at_once_on_one_machine_take_turns_under_the_cluster_lock(
+    lab: Lab, lab_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    config = lab_config(lab, add_missing)
+    codes, outputs = two_applies(lab, config, tmp_path, hosts=1)
+    assert codes == [0, 0], outputs
+    assert [r["status"] for r in posts(lab)] == [200]  # one create; the other read it done
+    stdout = [out for out, _ in outputs]
+    winner = next(out for out in stdout if "archive-prod: created" in out)
+    loser = next(out for out in stdout if out is not winner)
+    assert "plan: no changes, every declared PBS storage matches" in loser
+    assert "archive-prod: unchanged" in loser
+    assert "already defined" not in loser
 
 
 def ctrl_c_apply(

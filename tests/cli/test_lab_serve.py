@@ -18,10 +18,11 @@ import pytest
 import yaml
 from cli_helpers import Invoke, as_json, port_8007_taken
 
-from pbs_compliance import cli
+from pbs_compliance.cli import lab as cli_lab
 from pbs_compliance.lab.pve_faults import FAULT_HELP
 from pbs_compliance.lab.runner import Lab
 from pbs_compliance.lab.scenario import builtin
+from pbs_compliance.lab.signals import wait_for_signal
 
 PBS = shutil.which("pbs") or str(Path(sys.executable).with_name("pbs"))
 
@@ -111,7 +112,7 @@ def test_lab_serve_in_process_announces_in_text_and_json(
         seen.append((tmp_path / "s" / "pbs-storage.yaml").is_file())
         return "SIGINT"
 
-    monkeypatch.setattr(cli, "wait_for_signal", signal_arrives)
+    monkeypatch.setattr(cli_lab, "wait_for_signal", signal_arrives)
     spec = ephemeral_spec(tmp_path / "spec.yaml")
     text = invoke("lab", "serve", "--spec", spec, "--state-dir", tmp_path / "s")
     assert text.exit_code == 0, text.output
@@ -144,7 +145,7 @@ def test_the_signal_wait_returns_the_signal_that_arrived() -> None:
     previous = signal.getsignal(signal.SIGTERM)
     timer.start()
     try:
-        assert cli.wait_for_signal() == "SIGTERM"
+        assert wait_for_signal() == "SIGTERM"
     finally:
         timer.cancel()
     assert signal.getsignal(signal.SIGTERM) is previous
@@ -326,7 +327,7 @@ def test_no_expired_serves_the_original_certificate_again(invoke: Invoke, lab: L
 def test_a_restart_on_taken_ports_says_so_when_it_announces_itself(
     invoke: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli, "wait_for_signal", lambda: "SIGINT")
+    monkeypatch.setattr(cli_lab, "wait_for_signal", lambda: "SIGINT")
     spec = ephemeral_spec(tmp_path / "spec.yaml")
     state = tmp_path / "s"
     first = invoke("lab", "serve", "--spec", spec, "--state-dir", state, "-o", "json")
