@@ -22,6 +22,11 @@ The plan is pure; this is the only module of the reconciler that does I/O. Rules
   interrupted one saying what its writes left behind (e.g. created disabled, not enabled yet).
   Counts include what failed storages wrote: a create left disabled counts as created.
 - Dry run touches nothing: not even a read reaches the client.
+
+Over 400 lines on purpose: the per-storage state machine (create -> confirm -> enable -> verify
+-> undo, digest retries, Ctrl-C accounting) is one piece; split, its invariants would be spread
+over modules that each only make sense with the others. Its results and their JSON form are the
+first third.
 """
 
 from __future__ import annotations

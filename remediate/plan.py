@@ -28,6 +28,10 @@ Decisions, each a safety rule (tests in `tests/remediate/test_remediate_plan.py`
   in with it: the stored one may be the wrong one a failed create left behind), and with
   `rotate_secrets` to every declared storage that has one (PVE cannot show the stored password,
   so there is no drift to detect: rotation is a request, and a plan made with it is never empty).
+
+Over 400 lines on purpose: every safety rule above is one branch here, and reading them side by
+side is how they are reviewed; the action and plan types with their printed and JSON forms take
+the first half.
 """
 
 from __future__ import annotations

@@ -4,7 +4,12 @@ Order matters: certificates, then PBS servers (their fingerprints go into storag
 views, then the PVE API; only when everything listens are `lab.json`, `lab.env` and
 `pbs-storage.yaml` written - their presence is the "ready" signal for scripts and the demo.
 A lab's first start also fills in its guests, pools, backup jobs and snapshots from the spec
-(`admin.py`); a restart keeps what the state directory holds.
+(`admin.py`); a restart keeps what the state directory holds. The declaration it writes is the
+field table's (`essence.declaration_of`) reading of the entries PVE starts with.
+
+Over 400 lines on purpose: the start order above is one sequence over every part of the lab
+(stopped again on any failure); the admin verbs, the storage and the PVE API live in
+their own modules already.
 """
 
 from __future__ import annotations
