@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -133,20 +133,40 @@ def load_settings(config: pytest.Config) -> RunSettings:
 
 
 def gather(config: pytest.Config, settings: RunSettings) -> Evidence:
-    """Everything a run judges: probes and PVE (`gather_evidence`), then what plugins add
-    through `pytest_pbs_gather` (each implementation's failure is its own keys' `error`)."""
-    evidence = gather_evidence(settings)
-    evidence.extra.update(gather_extra(config, settings))
+    """Everything a run judges: probes and PVE (`gather_evidence`) and, at the same time, what
+    plugins add through `pytest_pbs_gather` (each implementation's failure is its own keys'
+    `error`): a dead PBS then costs one timeout for all of them together."""
+    with ThreadPoolExecutor(thread_name_prefix="pbs-gather-extra") as pool:
+        pending = start_extra(config, settings, pool)
+        evidence = gather_evidence(settings)
+        evidence.extra.update(collect_extra(pending))
     return evidence
 
 
 def gather_extra(config: pytest.Config, settings: RunSettings) -> dict[str, Any]:
+    """What every `pytest_pbs_gather` implementation adds, all of them at once."""
+    with ThreadPoolExecutor(thread_name_prefix="pbs-gather-extra") as pool:
+        return collect_extra(start_extra(config, settings, pool))
+
+
+def start_extra(
+    config: pytest.Config, settings: RunSettings, pool: ThreadPoolExecutor
+) -> list[tuple[str, Future[Any]]]:
+    """Each `pytest_pbs_gather` implementation started in `pool`: (plugin name, its future)."""
+    return [
+        (impl.plugin_name, pool.submit(impl.function, settings=settings))
+        for impl in config.pluginmanager.hook.pytest_pbs_gather.get_hookimpls()
+    ]
+
+
+def collect_extra(pending: list[tuple[str, Future[Any]]]) -> dict[str, Any]:
+    """Their results merged in plugin order; a failure is that plugin's `{"error": ...}`."""
     extra: dict[str, Any] = {}
-    for impl in config.pluginmanager.hook.pytest_pbs_gather.get_hookimpls():
+    for name, future in pending:
         try:
-            found = cast(Mapping[str, Any] | None, impl.function(settings=settings))
+            found = cast(Mapping[str, Any] | None, future.result())
         except Exception as exc:  # the boundary: a plugin's failure is its own, never the run's
-            extra[impl.plugin_name] = {"error": _unexpected(exc)}
+            extra[name] = {"error": _unexpected(exc)}
             continue
         extra.update(found or {})
     return extra
