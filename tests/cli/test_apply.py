@@ -103,6 +103,12 @@ def test_apply_json_reports_validation_plan_and_results(
         "offsite": "unchanged",
     }
     assert data["summary"]["created"] == 1
+    # re-read after the writes and judged by the drift case: every storage as declared
+    assert data["verified"]["ok"] is True
+    assert data["verified"]["unconfirmed"] == []
+    assert {c["storage"]: c["status"] for c in data["verified"]["checks"]} == dict.fromkeys(
+        verbs, "pass"
+    )
 
 
 def test_failed_validation_applies_nothing_unless_skipped(
