@@ -2,10 +2,15 @@
 
 The built-in lab is started and then broken the way real clusters break - retention edited in
 the GUI, an entry disabled, a PBS certificate renewed, a name one node's resolver does not know,
-a declared storage nobody created - and the real tools are run against it exactly as a user or
-CI would run them: `pytest checks/` (HTML + JUnit), `pbs fingerprint --update` for the renewed
+a declared storage nobody created, a guest whose newest backup is two days old, a backup that
+failed verification - and the real tools are run against it exactly as a user or CI would run
+them: `pytest checks/` (HTML + JUnit), `pbs fingerprint --update` for the renewed
 certificate, `pytest checks/ --remediate`, and a final `pytest checks/`. The suite runs as a
 subprocess so the demo shows the product, not an in-process shortcut.
+
+Over 400 lines on purpose: it is one story told in order (break, check, pin, remediate, check
+again, narrate), and the reader follows it top to bottom; the JUnit reading it needs is the
+report package's.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ RENEWED_SERVER = "pbs2.lab.example"
 HIDDEN_SERVER = "pbs3.lab.example"  # media's PBS: one node's resolver does not know it
 HIDDEN_NODE = "pve3"
 MISSING = "archive-prod"  # declared in the demo's YAML, never created in PVE
+STALE = ("media", "pbs3.lab.example", "media", "vm/300", "vm 300 (mail)")  # backed up 50h ago
+FAILED = ("homelab-backup", "pbs1.lab.example", "homelab", "ct/201", "ct 201 (proxy)")
 SUITE_TIMEOUT = 45.0
 
 
@@ -298,7 +305,9 @@ def _declare_missing(lab: Lab, config: Path, env: Mapping[str, str]) -> None:
         fingerprint=server.fingerprint,
         password=f"${{{env_name(MISSING)}}}",
         description="added by the demo: declared, not yet in PVE",
+        backups=CommentedMap(skip=["backups", "verified"]),
     )
+    entry.yaml_add_eol_comment("new: no backups there yet", "backups")
     if server.port != 8007:
         entry["port"] = server.port
     document["pbs_storages"].append(entry)
@@ -325,10 +334,23 @@ def _break(lab: Lab, client: PveClient) -> list[str]:
     except PveError as exc:  # pragma: no cover - the lab accepts both
         raise DemoError(f"could not change the lab through its PVE API: {exc}") from None
     lab.pbs[RENEWED_SERVER].renew_certificate()
+    # What no PVE entry shows: backups that stopped arriving, and one that cannot be restored.
+    if lab.admin is None:  # pragma: no cover - a started lab has its admin verbs
+        raise DemoError("the lab has no admin verbs: it is not running")
+    stale, server, datastore, guest, stale_guest = STALE
+    lab.admin.add_backup(
+        {"server": server, "datastore": datastore, "backup": guest, "age": 50 * 3600}
+    )
+    failed, server, datastore, guest, failed_guest = FAILED
+    lab.admin.add_backup(
+        {"server": server, "datastore": datastore, "backup": guest, "age": 3600, "verify": "failed"}
+    )
     return [
         f"{DRIFTED}: prune-backups edited in the GUI (keep-daily=14,keep-weekly=4)",
         f"{DISABLED}: disabled by hand",
         f"{RENEWED}: {RENEWED_SERVER} renewed its certificate (PVE still pins the old one)",
+        f"{stale}: the newest backup of {stale_guest} there is 50 hours old (max_age 26h)",
+        f"{failed}: the newest backup of {failed_guest} failed verification",
     ]
 
 
@@ -494,8 +516,10 @@ class _Narrator:
         remaining = result.runs[-1].failures if result.runs else []
         if remaining:
             self.line(
-                "still failing, on purpose: remediation cannot fix a node's DNS "
-                f"({HIDDEN_NODE} cannot resolve {HIDDEN_SERVER}); the report says what to do"
+                "still failing, on purpose: remediation fixes PVE entries, not a node's DNS "
+                f"({HIDDEN_NODE} cannot resolve {HIDDEN_SERVER}) nor backups ({STALE[4]} needs a "
+                f"new backup to {STALE[0]}, {FAILED[4]} a new one that verifies); the report "
+                "says what to do"
             )
         self.line("next:", style="bold")
         self.line("  point config/pbs-storage.yaml at your cluster (see README.md), then:")

@@ -14,7 +14,7 @@ secret, nor anything derived from one, is kept here: scans are filed by node and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -27,6 +27,7 @@ from pbs_compliance.probes.dns import DnsResult, ResolverAnswer, resolve
 from pbs_compliance.probes.tcp import TcpResult, connect
 from pbs_compliance.probes.tls import TlsResult, handshake
 from pbs_compliance.pve import PveClient, PveError
+from pbs_compliance.pvevalues import applies_to
 from pbs_compliance.settings import RunSettings
 
 MAX_WORKERS = 32
@@ -143,29 +144,37 @@ def pinned_fingerprint(entry: Mapping[str, Any]) -> str | None:
     return str(value) if value else None
 
 
-def applies_to(spec: StorageSpec, nodes: Iterable[str]) -> list[str]:
-    """The nodes a storage is meant to be usable on (`nodes`, else all)."""
-    known = sorted(nodes)
-    return known if spec.nodes is None else [n for n in known if n in spec.nodes]
+OnNodes = Callable[[list[str]], None]
 
 
-def read_live(client: PveClient, storages: Sequence[StorageSpec]) -> LiveState:
-    """One storage-list read, one node list, one view per node, one scan per distinct login."""
+def read_live(
+    client: PveClient, storages: Sequence[StorageSpec], on_nodes: OnNodes | None = None
+) -> LiveState:
+    """One storage-list read, one node list, one view per node, one scan per distinct login.
+
+    `on_nodes` hears the node list as soon as PVE gave it (pytest parametrises with it while
+    the views and scans go on); a later failure keeps that list, so the cases made from it and
+    the evidence they are judged on agree."""
     state = LiveState()
     try:
-        _read_live(client, storages, state)
+        _read_live(client, storages, state, on_nodes)
     except PveError as exc:
         state.error = str(exc)
     except Exception as exc:  # the boundary: PVE could not be judged, the run goes on
         state.error = unexpected(exc, client.redact)
     if state.error:
-        return LiveState(error=state.error)
+        return LiveState(error=state.error, nodes=state.nodes)
     return state
 
 
-def _read_live(client: PveClient, storages: Sequence[StorageSpec], state: LiveState) -> None:
+def _read_live(
+    client: PveClient, storages: Sequence[StorageSpec], state: LiveState, on_nodes: OnNodes | None
+) -> None:
     state.storages = client.storages()
-    state.nodes = client.nodes()
+    nodes = client.nodes()
+    state.nodes = nodes
+    if on_nodes is not None:
+        on_nodes(list(nodes))
     # Views and scans all at once: a dead PBS's scans must not queue behind the node views.
     with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
         views = {node: pool.submit(client.node_storages, node) for node in state.nodes}
@@ -178,7 +187,7 @@ def _read_live(client: PveClient, storages: Sequence[StorageSpec], state: LiveSt
             # The password is proven with what PVE pins, not with the declared fingerprint: a
             # wrong declared fingerprint is the fingerprint case's fault, not the nodes'.
             fingerprint = pinned_fingerprint(entry)
-            for node in applies_to(spec, state.nodes):
+            for node in applies_to(spec.nodes, state.nodes):
                 # Same node, server, port, user, pin and password = same answer (the SecretStr
                 # compares by value and never shows it).
                 login = (node, spec.server, spec.port, spec.username, fingerprint, spec.password)
@@ -235,11 +244,14 @@ def gather(
     timeout: float,
     client: PveClient | None,
     no_client_reason: str = "no PVE credentials configured",
+    on_nodes: OnNodes | None = None,
 ) -> Evidence:
-    """Probe every distinct server and read PVE, all at once (never raises: see the module doc)."""
+    """Probe every distinct server and read PVE, all at once (never raises: see the module doc).
+
+    `on_nodes` hears PVE's node list first (see `read_live`; an empty list without a client)."""
     targets = {server_key(s.server, s.port): (s.server, s.port) for s in storages if s.enabled}
     try:
-        return _gather(targets, storages, nameservers, timeout, client, no_client_reason)
+        return _gather(targets, storages, nameservers, timeout, client, no_client_reason, on_nodes)
     except Exception as exc:  # the boundary's last line: every storage carries the reason
         why = unexpected(exc, client.redact if client is not None else str)
         servers = {key: _unprobed(server, port, why) for key, (server, port) in targets.items()}
@@ -253,10 +265,15 @@ def _gather(
     timeout: float,
     client: PveClient | None,
     no_client_reason: str,
+    on_nodes: OnNodes | None,
 ) -> Evidence:
+    if client is None and on_nodes is not None:
+        on_nodes([])  # PVE is not asked: no node cases to wait for
     workers = max(1, min(MAX_WORKERS, len(targets) + 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        live_future = pool.submit(read_live, client, storages) if client is not None else None
+        live_future = (
+            pool.submit(read_live, client, storages, on_nodes) if client is not None else None
+        )
         futures = {
             key: pool.submit(probe_server, server, port, nameservers, timeout)
             for key, (server, port) in targets.items()
@@ -296,7 +313,7 @@ def client_for(settings: RunSettings) -> PveClient | None:
     return PveClient(settings.pve, settings.secrets)
 
 
-def gather_evidence(settings: RunSettings) -> Evidence:
+def gather_evidence(settings: RunSettings, on_nodes: OnNodes | None = None) -> Evidence:
     """Probe every server and read PVE once: what a run (pytest or CLI) judges."""
     reason = NO_CREDENTIALS
     try:
@@ -304,5 +321,10 @@ def gather_evidence(settings: RunSettings) -> Evidence:
     except PveError as exc:
         client, reason = None, str(exc)
     return gather(
-        settings.config.storages, settings.nameservers, settings.probe_timeout, client, reason
+        settings.config.storages,
+        settings.nameservers,
+        settings.probe_timeout,
+        client,
+        reason,
+        on_nodes,
     )

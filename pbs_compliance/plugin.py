@@ -18,7 +18,6 @@ import datetime as dt
 import os
 import sys
 from collections.abc import Generator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -26,7 +25,7 @@ import pytest
 import pbs_compliance.job_plugin as job_plugin  # a fresh import (see job_plugin)
 from pbs_compliance import backup_plugin, hookspecs, registry
 from pbs_compliance.config import ConfigError, StorageSpec
-from pbs_compliance.evidence import Evidence
+from pbs_compliance.evidence import Evidence, LiveState
 from pbs_compliance.report import html as html_report
 from pbs_compliance.report import matrix
 from pbs_compliance.report import outcomes as report_outcomes
@@ -40,10 +39,12 @@ from pbs_compliance.session import (
     Compliance,
     RunState,
     ensure,
-    gather,
+    ensure_settings,
     load_settings,
     spec_named,
+    start_gathering,
 )
+from pbs_compliance.session import nodes as session_nodes
 from pbs_compliance.settings import ENV_CONFIG, SettingError
 from pbs_compliance.verdicts import node_targets
 
@@ -153,10 +154,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if config.option.collectonly:
         state.evidence = Evidence()
         return
-    # Gathered while pytest collects: probes wait on the network, collection on the CPU.
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbs-evidence")
-    state.pending = pool.submit(gather, config, state.settings)
-    pool.shutdown(wait=False)  # the task runs on; whoever needs the evidence waits for it
+    start_gathering(config, state)
 
 
 class _XdistHooks:
@@ -198,15 +196,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     if not metafunc.config.stash[STATE].active:
         return  # another suite's own `pbs_storage` is none of our business
-    settings, evidence = ensure(metafunc.config).require()
+    # Collection needs the settings and PVE's node list only; probes and scans go on meanwhile
+    # and the first case waits for them (`pbs`).
+    settings = ensure_settings(metafunc.config)
     storages = sorted(settings.config.storages, key=lambda s: s.name)
     if "pbs_storage" in names:
         metafunc.parametrize("pbs_storage", storages, ids=[s.name for s in storages])
     if "pbs_node_target" in names:
-        targets: list[tuple[StorageSpec, str | None]] = list(
-            node_targets(settings.config, evidence.live)
-        )
-        if not evidence.live.nodes:  # PVE not read: one case per storage carries the reason
+        live = LiveState(nodes=session_nodes(metafunc.config))
+        targets: list[tuple[StorageSpec, str | None]] = list(node_targets(settings.config, live))
+        if not live.nodes:  # PVE not read: one case per storage carries the reason
             targets = [(spec, None) for spec in storages]
         targets.sort(key=lambda t: (t[0].name, t[1] or ""))
         ids = [spec.name if n is None else f"{spec.name}:{n}" for spec, n in targets]

@@ -51,7 +51,8 @@ class Check:
     description: str
     scope: Scope = "storage"
     needs: tuple[str, ...] = ()
-    column: str = ""  # heading in the matrix and the tables (default: the name)
+    column: str = ""  # heading in the matrix (default: the name)
+    title: str = ""  # heading in `pbs validate`'s table (default: the name, capitalised)
     origin: str = field(default="", compare=False)  # where it was declared, for error messages
 
     def __post_init__(self) -> None:
@@ -76,6 +77,10 @@ class Check:
         return self.column or self.name
 
     @property
+    def table_title(self) -> str:
+        return self.title or self.name.capitalize()
+
+    @property
     def marker_line(self) -> str:
         """The `markers` ini line pytest registers for it."""
         return f"{self.name}: {self.description}"
@@ -92,6 +97,7 @@ BUILTIN: tuple[Check, ...] = (
         "the PBS server name resolves through the configured nameservers",
         "storage",
         ("probes",),
+        title="DNS",
     ),
     Check("port", "a TCP connection to the PBS API port (8007) succeeds", "storage", ("probes",)),
     Check(
@@ -99,6 +105,7 @@ BUILTIN: tuple[Check, ...] = (
         "the TLS handshake completes and the certificate is valid and not about to expire",
         "storage",
         ("probes",),
+        title="TLS",
     ),
     Check(
         "fingerprint",
@@ -167,6 +174,7 @@ BUILTIN: tuple[Check, ...] = (
 _lock = threading.Lock()
 _checks: dict[str, Check] = {c.name: c for c in BUILTIN}
 _bound: list[pytest.Config] = []  # the pytest runs in progress (pytester nests them)
+_declared: dict[int, set[str]] = {}  # per run in progress: the checks declared during it
 
 
 def checks() -> tuple[Check, ...]:
@@ -202,7 +210,10 @@ def register(entry: Check) -> Check:
                 f"check {entry.name!r} ({entry.origin or 'here'}) is already declared{where} "
                 "with another description, scope or evidence: pick another name"
             )
-        _checks.setdefault(entry.name, entry)
+        if known is None:
+            _checks[entry.name] = entry
+            for config in _bound:
+                _declared.setdefault(id(config), set()).add(entry.name)
         configs = list(_bound)
     for config in configs:
         _add_marker(config, entry)
@@ -235,13 +246,20 @@ def check(
                 )
             entry = known
         else:
-            entry = Check(name, description, scope, tuple(needs), column, origin)
+            entry = Check(name, description, scope, tuple(needs), column, origin=origin)
         _validate(entry, function, origin)
         register(entry)
-        marked: F = getattr(pytest.mark, entry.name)(function)
+        marked: F = _mark(entry.name)(function)
         return marked
 
     return decorate
+
+
+def _mark(name: str) -> pytest.MarkDecorator:
+    """`pytest.mark.NAME`, without its `--strict-markers` lookup: a module (a conftest, even)
+    may be imported before the run's `pytest_configure` - the registry registers the marker
+    with every run itself (`bind`, `register`)."""
+    return pytest.MarkDecorator(pytest.Mark(name, (), {}, _ispytest=True), _ispytest=True)
 
 
 def _origin(function: Callable[..., Any]) -> str:
@@ -286,9 +304,14 @@ def bind(config: pytest.Config) -> None:
 
 
 def unbind(config: pytest.Config) -> None:
+    """The run ended: the checks its modules declared leave with it (the next run in this
+    process - pytester's, a daemon's - imports its own)."""
     with _lock:
         if config in _bound:
             _bound.remove(config)
+        for name in _declared.pop(id(config), set()):
+            if not any(name in _declared.get(id(c), ()) for c in _bound):
+                _checks.pop(name, None)
 
 
 def _add_marker(config: pytest.Config, entry: Check) -> None:

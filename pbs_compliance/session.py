@@ -36,6 +36,7 @@ class RunState:
     outcomes: dict[tuple[str, str, str], str] = field(default_factory=dict)
     remediation: str = "off"
     pending: Future[Evidence] | None = None
+    nodes_pending: Future[list[str]] | None = None  # PVE's node list, ahead of the rest
 
     def require(self) -> tuple[RunSettings, Evidence]:
         """Settings and evidence, once both are there (see `ensure`)."""
@@ -132,15 +133,51 @@ def load_settings(config: pytest.Config) -> RunSettings:
     return resolve(load_config(path), given)
 
 
-def gather(config: pytest.Config, settings: RunSettings) -> Evidence:
+def gather(
+    config: pytest.Config, settings: RunSettings, nodes: Future[list[str]] | None = None
+) -> Evidence:
     """Everything a run judges: probes and PVE (`gather_evidence`) and, at the same time, what
     plugins add through `pytest_pbs_gather` (each implementation's failure is its own keys'
-    `error`): a dead PBS then costs one timeout for all of them together."""
-    with ThreadPoolExecutor(thread_name_prefix="pbs-gather-extra") as pool:
-        pending = start_extra(config, settings, pool)
-        evidence = gather_evidence(settings)
-        evidence.extra.update(collect_extra(pending))
+    `error`): a dead PBS then costs one timeout for all of them together.
+
+    `nodes` gets PVE's node list as soon as it is read; whatever happens later, the evidence's
+    `live.nodes` is that same list (the node cases were made from it)."""
+
+    def announce(found: list[str]) -> None:
+        if nodes is not None and not nodes.done():
+            nodes.set_result(found)
+
+    try:
+        with ThreadPoolExecutor(thread_name_prefix="pbs-gather-extra") as pool:
+            pending = start_extra(config, settings, pool)
+            evidence = gather_evidence(settings, announce)
+            evidence.extra.update(collect_extra(pending))
+    except BaseException as exc:  # pragma: no cover - gathering is a boundary; never wait forever
+        if nodes is not None and not nodes.done():
+            nodes.set_exception(exc)
+        raise
+    if nodes is not None:
+        announce(list(evidence.live.nodes))
+        evidence.live.nodes = nodes.result()
     return evidence
+
+
+def start_gathering(config: pytest.Config, state: RunState) -> None:
+    """Gather in the background while pytest collects: probes wait on the network, collection
+    on the CPU. Collection waits only for the node list (`nodes`), the first case for the rest."""
+    assert state.settings is not None
+    state.nodes_pending = Future()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbs-evidence")
+    state.pending = pool.submit(gather, config, state.settings, state.nodes_pending)
+    pool.shutdown(wait=False)  # the task runs on; whoever needs the evidence waits for it
+
+
+def nodes(config: pytest.Config) -> list[str]:
+    """PVE's node list for parametrising node cases, without waiting for probes and scans."""
+    state = config.stash[STATE]
+    if state.evidence is None and state.nodes_pending is not None:
+        return state.nodes_pending.result()
+    return list(ensure(config).require()[1].live.nodes)
 
 
 def gather_extra(config: pytest.Config, settings: RunSettings) -> dict[str, Any]:
@@ -172,14 +209,22 @@ def collect_extra(pending: list[tuple[str, Future[Any]]]) -> dict[str, Any]:
     return extra
 
 
-def ensure(config: pytest.Config) -> RunState:
-    """The run's state with its evidence (gathered here when no background task did)."""
+def ensure_settings(config: pytest.Config) -> RunSettings:
+    """The run's settings (loaded here when sessionstart did not)."""
     state = config.stash[STATE]
     if state.settings is None:  # pragma: no cover - sessionstart loads it or stops the run
         try:
             state.settings = load_settings(config)
         except (ConfigError, SettingError) as exc:
             raise pytest.UsageError(f"pbs-compliance: {exc}") from None
+    return state.settings
+
+
+def ensure(config: pytest.Config) -> RunState:
+    """The run's state with its evidence (gathered here when no background task did)."""
+    state = config.stash[STATE]
+    ensure_settings(config)
+    assert state.settings is not None
     state.wait()
     if state.evidence is None:
         state.evidence = gather(config, state.settings)

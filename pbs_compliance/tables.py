@@ -16,13 +16,16 @@ from typing import Any, Literal
 from rich.table import Table
 from rich.text import Text
 
-from pbs_compliance import verdicts
+from pbs_compliance import pvevalues, registry, verdicts
 from pbs_compliance.config import ComplianceConfig, StorageSpec
 from pbs_compliance.drift import Drift
 from pbs_compliance.evidence import Evidence, LiveState, ServerEvidence, server_key
 from pbs_compliance.verdicts import Verdict
 
-CONNECTIVITY = ("dns", "port", "tls", "fingerprint")
+# The built-in checks of the connection from here, in the registry's order (their columns).
+CONNECTIVITY = tuple(
+    c.name for c in registry.BUILTIN if c.scope == "storage" and "probes" in c.needs
+)
 CELL = {"pass": "ok", "fail": "FAIL", "skip": "skip"}
 STYLE = {"ok": "green", "FAIL": "bold red", "skip": "yellow", "disabled": "dim", "fail": "bold red"}
 
@@ -107,24 +110,40 @@ def validation_rows(
     rows = []
     for spec in sorted(config.storages, key=lambda s: s.name):
         ev = evidence.servers.get(server_key(spec.server, spec.port))
-        judged = (
-            verdicts.dns(spec, ev),
-            verdicts.port(spec, ev),
-            verdicts.tls(spec, ev, now, expiry_days),
-            verdicts.fingerprint(spec, ev, str(config.source)),
+        judged = tuple(
+            _connectivity(c, spec, ev, now, expiry_days, str(config.source)) for c in CONNECTIVITY
         )
         rows.append(ValidationRow(spec, judged, ev))
     return rows
 
 
+def _connectivity(
+    check: str,
+    spec: StorageSpec,
+    ev: ServerEvidence | None,
+    now: dt.datetime,
+    expiry_days: int,
+    source: str,
+) -> Verdict:
+    if check == "dns":
+        return verdicts.dns(spec, ev)
+    if check == "port":
+        return verdicts.port(spec, ev)
+    if check == "tls":
+        return verdicts.tls(spec, ev, now, expiry_days)
+    assert check == "fingerprint", f"no connectivity verdict for {check!r}"
+    return verdicts.fingerprint(spec, ev, source)
+
+
 def validation_table(rows: Sequence[ValidationRow]) -> Table:
     table = Table(title="connectivity from here", title_justify="left", pad_edge=False)
-    for column in ("Storage", "Status", "DNS", "Port", "TLS", "Fingerprint"):
+    titles = [c.table_title for c in registry.BUILTIN if c.name in CONNECTIVITY]
+    for column in ("Storage", "Status", *titles):
         table.add_column(column, no_wrap=True)
     table.add_column("Issues", overflow="fold")
     for row in rows:
         if row.status == "disabled":
-            cells = [_styled("disabled")] + [_styled("-")] * 4
+            cells = [_styled("disabled")] + [_styled("-")] * len(CONNECTIVITY)
         else:
             cells = [_styled(CELL["fail"] if row.status == "fail" else row.status)] + [
                 _styled(CELL[row.verdict(c).status]) for c in CONNECTIVITY
@@ -272,16 +291,10 @@ def _live_row(
     entry: dict[str, Any], live: LiveState, declared: bool, drift: Drift | None, want: bool
 ) -> StatusRow:
     name = str(entry.get("storage"))
-    disabled = str(entry.get("disable", "0")) not in ("0", "", "False", "false")
+    disabled = not pvevalues.enabled(entry)
     status: LiveStatus = "unmanaged" if not declared else "disabled" if disabled else "enabled"
-    restricted = [n for n in str(entry.get("nodes") or "").replace(" ", ",").split(",") if n]
-    applicable = tuple(n for n in sorted(live.nodes) if not restricted or n in restricted)
-    active = tuple(
-        n
-        for n in applicable
-        if (view := live.node_entry(n, name)) is not None
-        and str(view.get("active")) in ("1", "True")
-    )
+    applicable = tuple(pvevalues.applies_to(pvevalues.entry_nodes(entry), live.nodes))
+    active = tuple(n for n in applicable if pvevalues.active(live.node_entry(n, name)))
     return StatusRow(
         name,
         str(entry.get("server", "")),

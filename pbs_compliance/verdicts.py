@@ -17,6 +17,9 @@ case that names a fault is, in this order:
 A declared fingerprint the server does not serve is the `fingerprint` case's alone: `drift`
 does not judge the fingerprint line then, and the nodes prove the declared password with the
 fingerprint PVE pins (`evidence.read_live`), not with the declared one.
+
+Over 400 lines on purpose: the one-fault attribution above spans every check, and the verdicts
+that point at each other read best side by side.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from typing import Literal
 from pbs_compliance.config import ComplianceConfig, StorageSpec
 from pbs_compliance.drift import Drift, PropertyDiff, diff
 from pbs_compliance.essence import essence_from_api, essence_of
-from pbs_compliance.evidence import LiveState, ServerEvidence, applies_to, scan_key
+from pbs_compliance.evidence import LiveState, ServerEvidence, scan_key
+from pbs_compliance.pvevalues import active, applies_to, entry_nodes, flag
 
 Status = Literal["pass", "fail", "skip"]
 CHECKS = ("dns", "port", "tls", "fingerprint", "drift", "nodes", "unmanaged")
@@ -336,11 +340,12 @@ def node(
     problems: list[str] = []
     if entry is None:
         problems.append(f"{node_name} does not list '{spec.name}' at all")
-    elif not entry.get("enabled"):
-        live_nodes = str(live.pbs_entries[spec.name].get("nodes") or "")
+    elif not flag(entry.get("enabled")):
+        live_entry = live.pbs_entries[spec.name]
+        limited = entry_nodes(live_entry)
         why = (
-            f"is limited to nodes {live_nodes} in PVE"
-            if live_nodes and node_name not in live_nodes.split(",")
+            f"is limited to nodes {live_entry.get('nodes')} in PVE"
+            if limited is not None and node_name not in limited
             else "is disabled in PVE"
         )
         return Verdict(
@@ -350,7 +355,7 @@ def node(
             f"'{spec.name}' {why}, so {node_name} does not use it (see the drift case)",
             node=node_name,
         )
-    elif not entry.get("active"):
+    elif not active(entry):
         problems.append(
             f"{node_name} reports '{spec.name}' enabled but NOT active: it cannot reach or log in "
             f"to {spec.server}:{spec.port} from there"
@@ -418,6 +423,6 @@ def node_targets(config: ComplianceConfig, live: LiveState) -> list[tuple[Storag
     """(storage, node) pairs a node case exists for; nodes come from PVE, else none."""
     pairs = []
     for spec in config.storages:
-        for node_name in applies_to(spec, live.nodes):
+        for node_name in applies_to(spec.nodes, live.nodes):
             pairs.append((spec, node_name))
     return pairs

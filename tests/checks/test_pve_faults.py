@@ -301,7 +301,7 @@ def test_a_pve_slower_than_its_timeout_fails_the_pve_cases_with_the_reason(
     connectivity = {c for c in BUILTIN_IDS if c.startswith(("dns", "port", "tls", "fingerprint"))}
     assert run.ids("passed") == connectivity
     # PVE not read: one node case per storage carries the reason.
-    pve_cases = {f"{check}[{n}]" for check in ("drift", "node") for n in STORAGES}
+    pve_cases = {f"{check}[{n}]" for check in ("drift", "nodes") for n in STORAGES}
     assert run.failed == {*pve_cases, "unmanaged"}
     assert run.message("unmanaged") == (
         f"cannot read PVE: PVE at {lab.url} did not answer within 0.5 s"
