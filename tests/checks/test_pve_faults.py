@@ -242,7 +242,12 @@ def test_a_storage_declared_disabled_skips_connectivity_and_nodes_but_checks_dri
 
     run = run_checks(lab, config=write_config(config))
 
-    assert run.failed == {MEDIA["drift"]}
+    # PVE's backup job still writes to the storage declared disabled: that job's case fails.
+    assert run.failed == {MEDIA["drift"], "jobs[job:backup-media]"}
+    assert run.message("jobs[job:backup-media]").startswith(
+        "job backup-media (storage media, schedule 05:00) writes to media, which is declared "
+        "`enabled: false`"
+    )
     assert "  disable: 1 -> (unset)" in run.message(MEDIA["drift"])
     skipped = {MEDIA[c] for c in ("dns", "port", "tls", "fingerprint")} | nodes_of(MEDIA)
     assert run.skipped == skipped
@@ -261,7 +266,7 @@ def test_a_storage_disabled_on_both_sides_passes_drift(
 
     run = run_checks(lab, config=write_config(config))
 
-    assert run.failed == set()
+    assert run.failed == {"jobs[job:backup-media]"}  # a job still writes to it
     assert run.cases[MEDIA["drift"]].outcome == "passed"
     assert MEDIA["dns"] in run.skipped
 
@@ -282,6 +287,8 @@ def test_without_pve_credentials_drift_nodes_and_unmanaged_skip_with_the_reason(
         *(f"drift[{n}]" for n in ("archive", "homelab-backup", "media", "offsite")),
         *(f"nodes[{n}]" for n in ("archive", "homelab-backup", "media", "offsite")),
         "unmanaged",
+        "coverage",
+        "jobs[(all)]",
     }
     for case in pve_cases:
         assert "no PVE credentials configured" in run.message(case), case
@@ -302,7 +309,13 @@ def test_a_pve_slower_than_its_timeout_fails_the_pve_cases_with_the_reason(
     assert run.ids("passed") == connectivity
     # PVE not read: one node case per storage carries the reason.
     pve_cases = {f"{check}[{n}]" for check in ("drift", "nodes") for n in STORAGES}
-    assert run.failed == {*pve_cases, "unmanaged"}
+    assert run.failed == {*pve_cases, "unmanaged", "coverage", "jobs[(all)]"}
+    assert run.message("jobs[(all)]") == (
+        "cannot read what this check judges from PVE:\n"
+        f"  jobs: PVE at {lab.url} did not answer within 0.5 s\n"
+        f"  guests: PVE at {lab.url} did not answer within 0.5 s\n"
+        "fix: make PVE readable for this tool's token (see the reason above), then re-run"
+    )
     assert run.message("unmanaged") == (
         f"cannot read PVE: PVE at {lab.url} did not answer within 0.5 s"
     )
