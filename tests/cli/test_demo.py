@@ -42,7 +42,14 @@ def test_the_demo_runs_end_to_end_leaves_its_reports_and_nothing_running(
         ("drift", "archive-prod", ""),
         ("drift", "homelab-backup", ""),
         ("nodes", "media", "pve3"),
+        ("backups", "media", ""),
+        ("verified", "homelab-backup", ""),
     }  # offsite's nodes skip, pointing at its fingerprint case (one fault, one red case)
+    found = {(c["check"], c["storage"]): c["message"] for c in first["failures"]}
+    assert "vm 300 (mail) on pve3: newest " in found[("backups", "media")]
+    assert ", 50h ago, ok" in found[("backups", "media")]
+    assert "ct 201 (proxy) on pve2: newest backup " in found[("verified", "homelab-backup")]
+    assert ": verification failed" in found[("verified", "homelab-backup")]
     remediated = {(c["check"], c["storage"]) for c in fixing["remediated"]}
     assert remediated == {
         ("drift", "archive"),
@@ -50,8 +57,17 @@ def test_the_demo_runs_end_to_end_leaves_its_reports_and_nothing_running(
         ("drift", "homelab-backup"),
         ("drift", "offsite"),
     }, fixing["failures"]
-    assert failures(final) == {("nodes", "media", "pve3")}
-    assert final["counts"]["passed"] == 39
+    # Remediation fixes PVE entries, not a node's DNS nor backups.
+    assert failures(final) == {
+        ("nodes", "media", "pve3"),
+        ("backups", "media", ""),
+        ("verified", "homelab-backup", ""),
+    }
+    # 39 cases of the PVE entries (as before the backup checks), 16 of the 20 backup health
+    # cases (2 fail above; archive-prod is new, so its YAML turns backups and verified off:
+    # they skip), coverage and the 4 jobs.
+    assert final["counts"]["passed"] == 39 + 16 + 5
+    assert final["counts"]["skipped"] == 2
     assert {c["storage"]: c["change"] for c in data["changes"]} == {
         "archive": "updated",
         "archive-prod": "created",
@@ -64,7 +80,7 @@ def test_the_demo_runs_end_to_end_leaves_its_reports_and_nothing_running(
     for name in ("report.html", "junit.xml", "remediation.html", "remediation.xml", "final.xml"):
         assert (reports / name).stat().st_size > 0
     suite = ET.parse(reports / "junit.xml").getroot()
-    assert int(suite.find("testsuite").get("failures")) == 5  # type: ignore[union-attr, arg-type]
+    assert int(suite.find("testsuite").get("failures")) == 7  # type: ignore[union-attr, arg-type]
     html = (reports / "report.html").read_text(encoding="utf-8")
     assert "another fingerprint" in html
     assert "remediated" in (reports / "remediation.xml").read_text(encoding="utf-8")
