@@ -166,9 +166,28 @@ def _pve_entry_fault(spec: StorageSpec, live: LiveState) -> str | None:
 # -- datastore ------------------------------------------------------------------------------------
 
 
-def datastore(spec: StorageSpec, server: ServerEvidence | None, ev: BackupEvidence) -> Verdict:
+def _refused(spec: StorageSpec, pbs: PbsTarget, live: LiveState | None) -> str | None:
+    """When the PBS refuses the declared credentials and the nodes cases judge them (they log
+    in with the declared password from each node PVE has the entry on), the skip that points
+    there; None when no nodes case does (no PVE read, no entry): then `datastore` fails."""
+    if pbs.status != 401 or live is None or live.skipped or live.error:
+        return None
+    if not spec.enabled or spec.password is None or spec.name not in live.pbs_entries:
+        return None
+    return (
+        f"the PBS {spec.server}:{spec.port} refuses the declared credentials of {pbs.auth_id} "
+        "(see the nodes cases)"
+    )
+
+
+def datastore(
+    spec: StorageSpec,
+    server: ServerEvidence | None,
+    ev: BackupEvidence,
+    live: LiveState | None = None,
+) -> Verdict:
     """The datastore exists, is not in a maintenance mode that stops backups, and the declared
-    namespace exists on it."""
+    namespace exists on it. A refused login is the nodes cases' fault when they judge it."""
     check = "datastore"
     gated = _first_gate(check, spec, server)
     if gated is not None:
@@ -180,6 +199,9 @@ def datastore(spec: StorageSpec, server: ServerEvidence | None, ev: BackupEviden
     if pbs.skipped:
         return _v(check, spec, "skip", pbs.skipped)
     if pbs.error:
+        refused = _refused(spec, pbs, live)
+        if refused is not None:
+            return _v(check, spec, "skip", refused)
         if pbs.status == 401:
             return _v(
                 check,
@@ -266,7 +288,11 @@ def datastore(spec: StorageSpec, server: ServerEvidence | None, ev: BackupEviden
 
 
 def capacity(
-    spec: StorageSpec, server: ServerEvidence | None, ev: BackupEvidence, now: dt.datetime
+    spec: StorageSpec,
+    server: ServerEvidence | None,
+    ev: BackupEvidence,
+    now: dt.datetime,
+    live: LiveState | None = None,
 ) -> Verdict:
     """Used space at most `max_used_percent`, and not full within `min_days_to_full` days as PBS
     predicts it (`estimated-full-date`; exactly that many days passes)."""
@@ -279,6 +305,9 @@ def capacity(
         return _v(check, spec, "skip", f"'{spec.name}' was not read (no backup evidence)")
     if pbs.skipped:
         return _v(check, spec, "skip", pbs.skipped)
+    refused = _refused(spec, pbs, live)
+    if refused is not None:
+        return _v(check, spec, "skip", refused)
     fault = _datastore_fault(pbs)
     kind, _ = parse_maintenance(pbs.maintenance)
     if fault is not None and not fault.startswith("namespace") and kind != "read-only":
@@ -355,7 +384,9 @@ def _pve_gate(
     entry = _pve_entry_fault(spec, live)
     if entry is not None:
         return _v(check, spec, "skip", entry)
-    fault = _datastore_fault(pbs)
+    # A PBS that cannot be read with the declared credentials does not stop PVE listing the
+    # backups with its own: only what the PBS said about the datastore points there.
+    fault = _datastore_fault(pbs) if pbs is not None and pbs.read else None
     if fault is not None and "read-only" not in fault:  # read-only still lists backups
         return _v(check, spec, "skip", f"{fault} (see the datastore case)")
     if pve.error:
@@ -553,9 +584,9 @@ def judge(
 ) -> Verdict:
     """One of the four checks by name (what the test functions call)."""
     if check == "datastore":
-        return datastore(spec, server, ev)
+        return datastore(spec, server, ev, live)
     if check == "capacity":
-        return capacity(spec, server, ev, now)
+        return capacity(spec, server, ev, now, live)
     if check == "backups":
         return backups(spec, server, live, ev, now, who)
     if check == "verified":

@@ -206,6 +206,27 @@ def test_a_refused_login_fails_datastore_and_capacity_points_at_it() -> None:
     )
 
 
+def test_a_refused_login_the_nodes_judge_points_at_them_and_backups_are_still_judged() -> None:
+    s = spec(password="declared-but-wrong")
+    ev = evidence(s, error="permission check failed.", status=401, listed=False, usage=None)
+    refused = (
+        "the PBS pbs1.example:8007 refuses the declared credentials of root@pam (see the nodes "
+        "cases)"
+    )
+
+    for check in ("datastore", "capacity"):
+        verdict = judge(check, s, ev)
+        assert (verdict.check, verdict.status, verdict.message) == (check, "skip", refused)
+    # PVE lists the backups with the password it stores: they are judged all the same.
+    assert judge("backups", s, ev).status == "pass"
+    assert judge("verified", s, ev).status == "pass"
+    # Without PVE's entry no nodes case logs in: the datastore case names the refusal.
+    alone = judge("datastore", s, ev, LiveState(skipped="no PVE credentials configured"))
+    assert alone.status == "fail"
+    assert alone.message.startswith("the PBS pbs1.example:8007 refused the declared credentials")
+    assert judge("datastore", s, ev, LiveState(nodes=["pve1"])).status == "fail"  # no entry
+
+
 def test_an_unreadable_pbs_fails_datastore_with_the_reason() -> None:
     s = spec()
     ev = evidence(s, error="pbs1.example:8007 did not answer within 3 s", listed=False)
