@@ -18,6 +18,7 @@ from pbs_compliance.config import load_config
 from pbs_compliance.config.model import PveSettings
 from pbs_compliance.job_reads import JobEvidence, JobsClient, gather_jobs, read_jobs
 from pbs_compliance.job_verdicts import coverage, job_ids, jobs
+from pbs_compliance.lab.pve_cluster import Job
 from pbs_compliance.lab.runner import Lab
 from pbs_compliance.settings import Overrides, RunSettings, resolve
 
@@ -207,3 +208,55 @@ def test_a_refused_token_is_named_without_its_secret(lab: Lab) -> None:
         f"PVE at {lab.url} refused the API token root@pam!compliance: check" in (ev.errors["jobs"])
     )
     assert wrong not in json.dumps(ev.to_data())
+
+
+def test_a_job_whose_pool_was_deleted_selects_no_one(lab: Lab) -> None:
+    assert lab.admin is not None
+    job = Job("gone", (("pool", "gone"), ("schedule", "02:00"), ("storage", "media")))
+    lab.admin.cluster.write_jobs(lambda jobs: ([*jobs, job], None))  # jobs.cfg edited by hand
+
+    ev = gather_jobs(settings_of(lab), now())
+
+    assert ev.errors == {}
+    assert ev.pools == {"prod": [100, 200, 300], "gone": []}
+    assert jobs(settings_of(lab).config, ev, "gone", now()).message == (
+        "note: job gone selects no guest on any node (see the coverage case)"
+    )
+
+
+class Broken(JobsClient):
+    """PVE answering what no PVE answers, or a library failing in a way nobody foresaw."""
+
+    secret = "canary-broken-secret-99"
+
+    def vm_resources(self) -> list[dict[str, object]]:
+        raise RuntimeError(f"boom with {self.secret}")
+
+    def backup_jobs(self) -> list[dict[str, object]]:
+        return [1]  # type: ignore[list-item]
+
+
+def test_nothing_unforeseen_leaves_the_reads_and_secrets_stay_out(shared_lab: Lab) -> None:
+    settings = settings_of(shared_lab)
+
+    ev = read_jobs(Broken(settings.pve, [Broken.secret]), settings.config, now())
+
+    assert ev.errors == {
+        "guests": "unexpected error: RuntimeError: boom with ***",
+        "jobs": "unexpected error: AttributeError: 'int' object has no attribute 'get'",
+    }
+    assert ev.guests == []
+
+
+def test_an_unforeseen_error_of_one_read_is_that_reads_failure(shared_lab: Lab) -> None:
+    class GuestsBroken(Broken):
+        def backup_jobs(self) -> list[dict[str, object]]:
+            return JobsClient.backup_jobs(self)
+
+    settings = settings_of(shared_lab)
+
+    ev = read_jobs(GuestsBroken(settings.pve, [Broken.secret]), settings.config, now())
+
+    assert ev.errors == {"guests": "unexpected error: RuntimeError: boom with ***"}
+    assert ev.jobs[0].id == "backup-homelab"
+    assert ev.tasks == {}  # no node is known without the guests
