@@ -47,6 +47,8 @@ from pbs_compliance.session import (
 from pbs_compliance.session import nodes as session_nodes
 from pbs_compliance.settings import ENV_CONFIG, SettingError
 from pbs_compliance.verdicts import node_targets
+from pbs_compliance.waiver_plugin import NAME as WAIVERS
+from pbs_compliance.waiver_plugin import WaiverPlugin
 
 # STATE and VERDICT stay importable here until every plugin uses `pbs_compliance.api`.
 __all__ = ["OFF", "STATE", "VERDICT", "Compliance", "fix_junit"]
@@ -113,6 +115,8 @@ def pytest_configure(config: pytest.Config) -> None:
         state.evidence = Evidence.from_json(workerinput[WORKERINPUT_KEY])
         state.now = dt.datetime.fromisoformat(workerinput["pbs_compliance_now"])
     config.pluginmanager.register(_Outcomes(state), "pbs-compliance-outcomes")
+    nodes = lambda: list(state.evidence.live.nodes) if state.evidence else []  # noqa: E731
+    config.pluginmanager.register(WaiverPlugin(config, lambda: state.settings, nodes), WAIVERS)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(state), "pbs-compliance-xdist")
     # JUnit, HTML (with pytest-html's hooks) and Prometheus, finished on the controller.

@@ -21,6 +21,7 @@ from pbs_compliance.evidence import Evidence, ServerEvidence, gather_evidence, s
 from pbs_compliance.evidence import unexpected as _unexpected
 from pbs_compliance.settings import Overrides, RunSettings, SettingError, config_path, resolve
 from pbs_compliance.verdicts import Verdict
+from pbs_compliance.waiver_plugin import settle
 
 REMEDIATED = "remediated"  # the outcome of a case a plugin fixed during the run
 
@@ -96,6 +97,9 @@ class Compliance:
         }
         # On the item, so every report of the case (and JUnit, and xdist) carries them.
         self.node.user_properties.extend((k, v) for k, v in props.items() if v)
+        # A waived failure ends here as an xfail; an expired waiver adds a line to the failure.
+        verdict = settle(self.node, verdict, self.settings.config, self.now)
+        self.node.stash[VERDICT] = verdict
         if verdict.status == "skip":
             pytest.skip(verdict.message)
         if verdict.status == "fail":

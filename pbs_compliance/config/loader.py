@@ -37,6 +37,7 @@ from pbs_compliance.config.model import (
     PveSettings,
     StorageSpec,
 )
+from pbs_compliance.config.waiver_model import load_waivers
 from pbs_compliance.config.yamlsource import Located, Path_, format_path, load_yaml
 
 M = TypeVar("M", bound=BaseModel)
@@ -46,7 +47,7 @@ _VAR_RE = re.compile(r"\$\$|\$\{([^}]*)\}")
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _REFERENCE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
-TOP_KEYS = ("pbs_storages", "pve", "dns", "defaults", "coverage", "jobs")
+TOP_KEYS = ("pbs_storages", "pve", "dns", "defaults", "coverage", "jobs", "waivers")
 # Secret fields: (where, field, its *_file sibling, the environment variable we suggest).
 _STORAGE_SECRET = ("password", "password_file")
 _PVE_SECRETS = (("token_secret", "token_secret_file"), ("password", "password_file"))
@@ -211,6 +212,8 @@ class _Loader:
                 first_seen[name] = index
             if spec is not None:
                 specs.append(spec)
+        named_nodes = {n for spec in specs for n in spec.nodes or ()}
+        waivers = load_waivers(self, data.get("waivers"), first_seen, named_nodes)
         if self.issues or pve is None or dns is None or coverage is None or jobs is None:
             return None
         return ComplianceConfig(
@@ -220,6 +223,7 @@ class _Loader:
             storages=tuple(specs),
             coverage=coverage,
             jobs=jobs,
+            waivers=waivers or (),
         )
 
     def _storage(self, index: int, entry: Any, defaults: dict[str, Any]) -> StorageSpec | None:

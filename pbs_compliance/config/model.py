@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from pbs_compliance.config.waiver_model import Waiver
+
 # Every pattern is used with `fullmatch`: `re.match(...$)` also accepts a final newline, which PVE
 # then writes into storage.cfg. Classes spell out ASCII ranges and never use IGNORECASE, under
 # which U+017F (long s) matches `s` and U+212A (Kelvin sign) matches `k`.
@@ -526,6 +528,7 @@ class ComplianceConfig(_Frozen):
     storages: tuple[StorageSpec, ...] = ()
     coverage: CoverageSettings = CoverageSettings()
     jobs: JobSettings = JobSettings()
+    waivers: tuple[Waiver, ...] = ()  # known failures accepted until a date (`waivers:`)
 
     @cached_property
     def _by_name(self) -> dict[str, StorageSpec]:
