@@ -31,9 +31,27 @@ from pbs_compliance.lab.runner import Lab, LabError
 from pbs_compliance.lab.scenario import Scenario, builtin
 from pbs_compliance.lab.signals import wait_for_signal
 
-__all__ = ["DEFAULT_LAB_DIR", "admin", "done", "lab_app", "lab_serve", "state_dir_of"]
+__all__ = [
+    "DEFAULT_LAB_DIR",
+    "StateDirOption",
+    "admin",
+    "done",
+    "lab_app",
+    "lab_serve",
+    "state_dir_of",
+]
 
 DEFAULT_LAB_DIR = Path(".lab")
+
+StateDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        metavar="DIR",
+        help=f"the running lab's state directory (default: {DEFAULT_LAB_DIR}); also accepted "
+        "before the sub-command: pbs lab fault|backup|guest|job --state-dir DIR ...",
+    ),
+]
 
 lab_app = typer.Typer(
     help="The local PVE + PBS + DNS lab on loopback.", no_args_is_help=True, rich_markup_mode=None

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pbs_compliance.cli.lab import DEFAULT_LAB_DIR, admin, done, lab_app, state_dir_of
+from pbs_compliance.cli.lab import StateDirOption, admin, done, lab_app, state_dir_of
 from pbs_compliance.cli.output import Out, Output, OutputOption, examples
 from pbs_compliance.lab.scenario import parse_age
 
@@ -20,16 +20,6 @@ job_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 lab_app.add_typer(backup_app, name="backup")
 lab_app.add_typer(guest_app, name="guest")
 lab_app.add_typer(job_app, name="job")
-
-LabStateDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--state-dir",
-        metavar="DIR",
-        help=f"the running lab's state directory (default: {DEFAULT_LAB_DIR}); also accepted "
-        "before the sub-command",
-    ),
-]
 
 
 class VerifyState(StrEnum):
@@ -44,17 +34,17 @@ class GuestType(StrEnum):
 
 
 @backup_app.callback()
-def lab_backup(state_dir: LabStateDirOption = None) -> None:
+def lab_backup(state_dir: StateDirOption = None) -> None:
     """Snapshots and fill levels of the running lab's PBS datastores (kept across restarts)."""
 
 
 @guest_app.callback()
-def lab_guest(state_dir: LabStateDirOption = None) -> None:
+def lab_guest(state_dir: StateDirOption = None) -> None:
     """VMs and containers of the running lab's PVE cluster (kept across restarts)."""
 
 
 @job_app.callback()
-def lab_job(state_dir: LabStateDirOption = None) -> None:
+def lab_job(state_dir: StateDirOption = None) -> None:
     """Backup jobs of the running lab's PVE cluster and their runs (kept across restarts)."""
 
 
@@ -99,7 +89,7 @@ def lab_backup_add(
     ] = False,
     protected: Annotated[bool, typer.Option("--protected", help="protected from pruning")] = False,
     comment: Annotated[str | None, typer.Option("--comment", help="the snapshot's notes")] = None,
-    state_dir: LabStateDirOption = None,
+    state_dir: StateDirOption = None,
     output: OutputOption = Output.text,
 ) -> None:
     """Add a snapshot to a datastore of the running lab's PBS."""
@@ -137,7 +127,7 @@ def lab_backup_fill(
             "default: a flat trend (never full)",
         ),
     ] = None,
-    state_dir: LabStateDirOption = None,
+    state_dir: StateDirOption = None,
     output: OutputOption = Output.text,
 ) -> None:
     """Set how full a datastore of the running lab's PBS is, and when it will be full."""
@@ -167,7 +157,7 @@ def lab_guest_add(
     template: Annotated[bool, typer.Option("--template", help="a template")] = False,
     pool: Annotated[str | None, typer.Option("--pool", help="its pool (created if new)")] = None,
     tags: Annotated[list[str] | None, typer.Option("--tag", help="a tag (repeatable)")] = None,
-    state_dir: LabStateDirOption = None,
+    state_dir: StateDirOption = None,
     output: OutputOption = Output.text,
 ) -> None:
     """Add a VM or container to the running lab's PVE cluster."""
@@ -202,7 +192,7 @@ def lab_job_add(
     schedule: Annotated[
         str, typer.Option("--schedule", help="a PVE calendar event, e.g. 'mon..fri 02:00'")
     ] = "21:00",
-    state_dir: LabStateDirOption = None,
+    state_dir: StateDirOption = None,
     output: OutputOption = Output.text,
 ) -> None:
     """Add a backup job to the running lab's PVE, with PVE's own rules (as POST /cluster/backup)."""
@@ -235,7 +225,7 @@ def lab_job_run(
     verify: Annotated[
         VerifyState, typer.Option("--verify", help="the new snapshots' verification")
     ] = VerifyState.ok,
-    state_dir: LabStateDirOption = None,
+    state_dir: StateDirOption = None,
     output: OutputOption = Output.text,
 ) -> None:
     """Record a finished run of a backup job: a vzdump task on each node with included guests,

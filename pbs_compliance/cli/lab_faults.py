@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from pbs_compliance.cli.lab import DEFAULT_LAB_DIR, admin, done, lab_app, state_dir_of
+from pbs_compliance.cli.lab import StateDirOption, admin, done, lab_app, state_dir_of
 from pbs_compliance.cli.output import Out, Output, OutputOption, examples
 from pbs_compliance.lab.pve_faults import FAULT_HELP
 
@@ -20,16 +19,6 @@ fault_app = typer.Typer(
     rich_markup_mode=None,
 )
 lab_app.add_typer(fault_app, name="fault")
-
-StateDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--state-dir",
-        metavar="DIR",
-        help=f"the running lab's state directory (default: {DEFAULT_LAB_DIR}); also accepted "
-        "before the sub-command: pbs lab fault --state-dir DIR pbs ...",
-    ),
-]
 
 
 @fault_app.callback()

@@ -7,6 +7,7 @@ import datetime as dt
 import typer
 from rich.markup import escape
 
+from pbs_compliance.cli import waived
 from pbs_compliance.cli.app import app, client_or_exit, settings_or_exit
 from pbs_compliance.cli.output import ConfigOption, Out, Output, OutputOption, examples
 from pbs_compliance.evidence import read_live
@@ -33,7 +34,7 @@ def status(config: ConfigOption = None, output: OutputOption = Output.text) -> N
     live = read_live(client_or_exit(out, settings), ())
     if live.error:
         out.fail(1, f"cannot read PVE: {live.error}", "pve")
-    rows = status_rows(settings.config, live)
+    rows, waived_lines = waived.status_rows(settings.config, status_rows(settings.config, live))
     ok = all(row.compliant for row in rows)
     now = dt.datetime.now(dt.UTC)  # backup coverage and job runs: shown, not part of `ok`
     backups = job_summary(settings.config, gather_jobs(settings, now), now)
@@ -54,6 +55,8 @@ def status(config: ConfigOption = None, output: OutputOption = Output.text) -> N
     out.print(status_table(rows))
     for node, error in sorted(live.node_errors.items()):
         out.print(f"cannot read the view of {node}: {error}", style="bold red")
+    for line in waived_lines:
+        out.print(f"waived: {escape(line)}", style="magenta")
     for line in backups.lines():
         out.print(escape(line), style=None if backups.ok else "yellow")
     if ok:

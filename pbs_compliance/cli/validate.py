@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from pbs_compliance.cli import waived
 from pbs_compliance.cli.app import app, now, settings_or_exit
 from pbs_compliance.cli.output import ConfigOption, Out, Output, OutputOption, examples
 from pbs_compliance.evidence import gather
@@ -43,6 +44,7 @@ def validate(
         "not read by pbs validate",
     )
     rows = validation_rows(settings.config, evidence, now(), settings.cert_expiry_days)
+    rows, waived_lines = waived.validation_rows(settings.config, rows)
     ok = all(row.ok for row in rows)
     if out.json:
         out.data(
@@ -60,6 +62,8 @@ def validate(
     for row in rows:
         for line in validation_details(row, verbose):
             out.print(line)
+    for line in waived_lines:
+        out.print(f"waived: {line}", style="magenta")
     failed = [row.spec.name for row in rows if not row.ok]
     if failed:
         out.print(f"not reachable as declared: {', '.join(failed)}", style="bold red")
