@@ -28,6 +28,7 @@ from pbs_compliance.backup_reads import (
 from pbs_compliance.config import StorageSpec
 from pbs_compliance.config.model import format_duration
 from pbs_compliance.evidence import LiveState, ServerEvidence
+from pbs_compliance.pvevalues import active, enabled, split_list
 from pbs_compliance.verdicts import Verdict
 
 CHECKS = ("datastore", "capacity", "backups", "verified")
@@ -137,14 +138,26 @@ def _datastore_fault(pbs: PbsTarget | None) -> str | None:
 
 
 def _pve_entry_fault(spec: StorageSpec, live: LiveState) -> str | None:
-    """Why PVE's backup list is not this storage's (then the drift case says it)."""
-    if live.skipped or live.error:
+    """Why PVE's backup list is not this storage's (then the drift case says it): PVE could
+    not be read, has no such entry, has it disabled or without backup content, or connects
+    elsewhere or otherwise (server, datastore, namespace, port, username, pinned fingerprint)."""
+    if live.skipped:
         return None  # judged by what the backup read itself says
+    if live.error:
+        said = live.error.strip().splitlines()[0] if live.error.strip() else "no answer"
+        return f"PVE could not be read: {said} (see the drift case)"
     entry = live.pbs_entries.get(spec.name)
     if entry is None:
         return f"PVE has no PBS storage '{spec.name}' (see the drift case)"
-    if entry.get("disable") not in (None, 0, "0"):
+    if not enabled(entry):
         return f"'{spec.name}' is disabled in PVE (see the drift case)"
+    content = split_list(entry.get("content")) or ["backup"]
+    if "backup" not in content:
+        return (
+            f"'{spec.name}' does not hold backups in PVE (content: {','.join(content)}), so PVE "
+            "lists none there (see the drift case)"
+        )
+    pinned = str(entry.get("fingerprint") or "").lower()
     differs = [
         key
         for key, declared in (
@@ -152,9 +165,12 @@ def _pve_entry_fault(spec: StorageSpec, live: LiveState) -> str | None:
             ("datastore", spec.datastore),
             ("namespace", spec.namespace or ""),
             ("port", str(spec.port)),
+            ("username", spec.username),
         )
         if str(entry.get(key) or ("8007" if key == "port" else "")) != declared
     ]
+    if pinned and pinned != spec.fingerprint.lower():
+        differs.append("fingerprint")
     if differs:
         return (
             f"PVE's entry '{spec.name}' points elsewhere ({', '.join(differs)} differ), so its "
@@ -379,17 +395,26 @@ def _pve_gate(
     pbs, pve = ev.target(spec)
     if pve is None:
         return _v(check, spec, "skip", f"'{spec.name}' was not read (no backup evidence)")
-    if pve.skipped:
-        return _v(check, spec, "skip", f"{pve.skipped}: backups are read through PVE")
     entry = _pve_entry_fault(spec, live)
     if entry is not None:
         return _v(check, spec, "skip", entry)
+    if pve.skipped:
+        return _v(check, spec, "skip", f"{pve.skipped}: backups are read through PVE")
     # A PBS that cannot be read with the declared credentials does not stop PVE listing the
     # backups with its own: only what the PBS said about the datastore points there.
     fault = _datastore_fault(pbs) if pbs is not None and pbs.read else None
     if fault is not None and "read-only" not in fault:  # read-only still lists backups
         return _v(check, spec, "skip", f"{fault} (see the datastore case)")
     if pve.error:
+        view = live.node_entry(pve.node, spec.name) if pve.node else None
+        if view is not None and not active(view):  # the nodes case of that node names why
+            return _v(
+                check,
+                spec,
+                "skip",
+                f"'{spec.name}' is not active on {pve.node}, so PVE could not list its backups "
+                "there (see the nodes case)",
+            )
         if pve.status == 403:
             return _v(
                 check,

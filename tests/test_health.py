@@ -87,7 +87,14 @@ def evidence(
 
 
 def live(s: StorageSpec, **entry: Any) -> LiveState:
-    base = {"storage": s.name, "type": "pbs", "server": s.server, "datastore": s.datastore}
+    base = {
+        "storage": s.name,
+        "type": "pbs",
+        "server": s.server,
+        "datastore": s.datastore,
+        "username": s.username,
+        "fingerprint": s.fingerprint.lower(),  # PVE keeps what was given; compared as hex
+    }
     if s.namespace:
         base["namespace"] = s.namespace
     return LiveState(storages=[{**base, **entry}], nodes=["pve1", "pve2"])
@@ -456,6 +463,57 @@ def test_backups_point_at_drift_and_datastore() -> None:
     )
     assert judge("verified", s, evidence(s, namespace_exists=False)).message == (
         "namespace 'prod' is missing (see the datastore case)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "said"),
+    [
+        ({"username": "sync@pbs"}, "(username differ)"),
+        ({"fingerprint": ":".join(["CD"] * 32)}, "(fingerprint differ)"),
+        ({"port": "8008", "datastore": "x"}, "(datastore, port differ)"),
+        ({"content": "none"}, "'homelab' does not hold backups in PVE (content: none)"),
+        ({"disable": 1}, "'homelab' is disabled in PVE (see the drift case)"),
+    ],
+)
+def test_pve_connecting_otherwise_points_at_drift(entry: dict[str, Any], said: str) -> None:
+    s = spec()
+
+    for check in ("backups", "verified"):
+        verdict = judge(check, s, evidence(s), live(s, **entry))
+        assert (verdict.status, verdict.check) == ("skip", check)
+        assert said in verdict.message
+        assert verdict.message.endswith("(see the drift case)")
+
+
+def test_pve_unreadable_points_at_drift_and_an_inactive_node_at_its_nodes_case() -> None:
+    s = spec()
+    unread = LiveState(error="PVE at https://pve1:8006 did not answer within 0.5 s\nmore")
+    failed = evidence(s, items=(), pve={"error": "error listing snapshots - 401", "status": 500})
+    inactive = LiveState(
+        storages=live(s).storages,
+        nodes=["pve1"],
+        node_views={"pve1": [{"storage": "homelab", "enabled": 1, "active": 0}]},
+    )
+
+    assert judge("backups", s, failed, unread).message == (
+        "PVE could not be read: PVE at https://pve1:8006 did not answer within 0.5 s "
+        "(see the drift case)"
+    )
+    verdict = judge("verified", s, failed, inactive)
+    assert (verdict.status, verdict.message) == (
+        "skip",
+        "'homelab' is not active on pve1, so PVE could not list its backups there (see the "
+        "nodes case)",
+    )
+    active_view = LiveState(
+        storages=live(s).storages,
+        nodes=["pve1"],
+        node_views={"pve1": [{"storage": "homelab", "enabled": 1, "active": 1}]},
+    )
+    assert judge("backups", s, failed, active_view).message.startswith(
+        "PVE could not list the backups of 'homelab' (asked on node pve1): error listing "
+        "snapshots - 401"
     )
 
 
