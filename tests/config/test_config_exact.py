@@ -288,3 +288,81 @@ def test_a_secret_file_of_exactly_the_limit_is_read_one_byte_more_is_not(
     assert (issue.line, issue.column, issue.field) == (6, 20, "pbs_storages[0].password_file")
     assert str(over) in issue.message
     assert issue.fix == "the file must hold only the secret"
+
+
+# ---- the fix and the shown value of model errors --------------------------------------------
+
+DURATION_FIX = "write a whole number and a unit (s, m, h, d or w), e.g. `2h`, `26h` or `8d`"
+
+
+@pytest.mark.parametrize(
+    ("jobs", "where", "message", "fix"),
+    [
+        ("  slack: soon\n", (2, 10, "jobs.slack"), "'soon' is not a duration", DURATION_FIX),
+        (
+            "  max_age:\n    backup-1: soon\n",
+            (3, 15, "jobs.max_age.backup-1"),
+            "'soon' is not a duration",
+            DURATION_FIX,
+        ),
+        (
+            "  max_age:\n    1job: 1d\n",
+            (2, 3, "jobs.max_age"),
+            "'1job' is not a backup job id: a letter, then letters, digits, '-' or '_' (the ID "
+            "column of Datacenter > Backup, e.g. backup-3f2a9c1e-8b7d)",
+            "copy the job's ID from `pvesh get /cluster/backup` (or Datacenter > Backup)",
+        ),
+    ],
+)
+def test_a_jobs_error_says_how_to_write_a_duration_or_where_to_copy_the_id(
+    problem: Problem,
+    storage_text: StorageText,
+    jobs: str,
+    where: tuple[int, int, str],
+    message: str,
+    fix: str,
+) -> None:
+    issue = problem("jobs:\n" + jobs + storage_text())
+    assert (issue.line, issue.column, issue.field, issue.message, issue.fix) == (
+        *where,
+        message,
+        fix,
+    )
+
+
+def test_a_rejected_value_is_shown_up_to_60_characters_then_cut(
+    problem: Problem, storage_text: StorageText
+) -> None:
+    whole = problem(storage_text(port="'" + "x" * 58 + "'"))  # repr: 60 characters
+    assert whole.message == f"Input should be a valid integer (got '{'x' * 58}')"
+    cut = problem(storage_text(port="'" + "x" * 59 + "'"))
+    assert cut.message == f"Input should be a valid integer (got '{'x' * 56}...)"
+
+
+def test_a_content_type_pbs_does_not_keep_lists_what_it_may_be(
+    problem: Problem, storage_text: StorageText
+) -> None:
+    issue = problem(storage_text(content="[bogus]"))
+    assert (issue.line, issue.column, issue.field) == (6, 15, "pbs_storages[0].content[0]")
+    assert issue.message == "'bogus' is not allowed; input should be 'backup' or 'none'"
+    assert issue.fix == (
+        "PBS storages hold only `backup` (or `none`); PVE turns anything else into `none`"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "variable"),
+    [("Offsite-A.b", "PBS_OFFSITE_A_B_PASSWORD"), ("123", "PBS_STORAGE_PASSWORD")],
+)
+def test_a_literal_password_suggests_a_variable_named_after_the_storage(
+    problems: Problems, storage_text: StorageText, name: str, variable: str
+) -> None:
+    text = storage_text(password="hunter2").replace("name: pbs1", f"name: {name}")
+    literal = [i for i in problems(text) if i.field == "pbs_storages[0].password"]
+    assert [(i.message, i.fix) for i in literal] == [
+        (
+            "a literal secret does not belong in the config file",
+            f"move it into the environment and write `password: ${{{variable}}}`, or into a "
+            "file readable only by you and write `password_file: /path`",
+        )
+    ]
