@@ -27,9 +27,17 @@ CONNECTIVITY = tuple(
     c.name for c in registry.BUILTIN if c.scope == "storage" and "probes" in c.needs
 )
 CELL = {"pass": "ok", "fail": "FAIL", "skip": "skip"}
-STYLE = {"ok": "green", "FAIL": "bold red", "skip": "yellow", "disabled": "dim", "fail": "bold red"}
+STYLE = {
+    "ok": "green",
+    "FAIL": "bold red",
+    "skip": "yellow",
+    "disabled": "dim",
+    "fail": "bold red",
+    "WAIVED": "magenta",
+    "waived": "magenta",
+}
 
-RowStatus = Literal["ok", "fail", "disabled"]
+RowStatus = Literal["ok", "fail", "disabled", "waived"]
 LiveStatus = Literal["enabled", "disabled", "missing", "unmanaged"]
 
 
@@ -53,12 +61,20 @@ class ValidationRow:
     spec: StorageSpec
     verdicts: tuple[Verdict, ...]
     evidence: ServerEvidence | None
+    waived: tuple[str, ...] = ()  # failed checks a waiver in force covers (`waivers`)
 
     @property
     def status(self) -> RowStatus:
         if not self.spec.enabled:
             return "disabled"
-        return "ok" if all(v.passed for v in self.verdicts) else "fail"
+        failed = [v.check for v in self.verdicts if v.status == "fail"]
+        if not failed:
+            return "ok"
+        return "waived" if set(failed) <= set(self.waived) else "fail"
+
+    def cell(self, check: str) -> str:
+        status = self.verdict(check).status
+        return "WAIVED" if status == "fail" and check in self.waived else CELL[status]
 
     @property
     def ok(self) -> bool:
@@ -96,6 +112,7 @@ class ValidationRow:
             "enabled": self.spec.enabled,
             "status": self.status,
             "checks": {v.check: {"status": v.status, "message": v.message} for v in self.verdicts},
+            "waived": list(self.waived),
             "issues": self.issues,
             "addresses": self.addresses,
             "certificate": cert,
@@ -146,7 +163,7 @@ def validation_table(rows: Sequence[ValidationRow]) -> Table:
             cells = [_styled("disabled")] + [_styled("-")] * len(CONNECTIVITY)
         else:
             cells = [_styled(CELL["fail"] if row.status == "fail" else row.status)] + [
-                _styled(CELL[row.verdict(c).status]) for c in CONNECTIVITY
+                _styled(row.cell(c)) for c in CONNECTIVITY
             ]
         table.add_row(row.spec.name, *cells, "\n".join(row.issues) or "-")
     return table
@@ -202,14 +219,24 @@ class StatusRow:
     active: tuple[str, ...] = ()
     problem: str = ""
     want_enabled: bool = True
+    waived: tuple[str, ...] = ()  # of `failing`, those a waiver in force covers (`waivers`)
+
+    @property
+    def failing(self) -> tuple[tuple[str, str | None], ...]:
+        """(check, node) of every case `pytest checks/` fails for this entry."""
+        if not self.declared:
+            return (("unmanaged", None),)
+        found: list[tuple[str, str | None]] = []
+        if self.problem or self.drift is None or not self.drift.compliant:
+            found.append(("drift", None))
+        elif self.want_enabled:
+            found += [("nodes", n) for n in self.applicable if n not in self.active]
+        return tuple(found)
 
     @property
     def compliant(self) -> bool:
-        if not self.declared or self.problem:
-            return False
-        if self.drift is None or not self.drift.compliant:
-            return False
-        return not self.want_enabled or set(self.applicable) <= set(self.active)
+        """Nothing fails, or a waiver in force covers every failure (`waived`)."""
+        return all((f"{c}:{n}" if n else c) in self.waived for c, n in self.failing)
 
     @property
     def drift_text(self) -> str:
@@ -249,6 +276,7 @@ class StatusRow:
                 for d in self.drift.diffs
             ],
             "problem": self.problem,
+            "waived": list(self.waived),
             "nodes": {
                 "applicable": list(self.applicable),
                 "active": list(self.active),

@@ -25,11 +25,13 @@ __all__ = [
     "Decision",
     "Waiver",
     "decide",
+    "describe",
     "expiring",
     "stale_nodes",
     "summary_lines",
     "today",
     "unknown_checks",
+    "waived_of",
 ]
 
 EXPIRING_DAYS = 14  # the summary counts the waivers that run out within this many days
@@ -168,3 +170,22 @@ def summary_lines(
 
 def _unique(waivers: Iterable[Waiver]) -> list[Waiver]:
     return list(dict.fromkeys(waivers))
+
+
+def waived_of(
+    config: ComplianceConfig, storage: str, failing: Iterable[tuple[str, str | None]], day: dt.date
+) -> list[tuple[str, str | None, Waiver]]:
+    """For `pbs validate` and `pbs status`: which of a storage's failing (check, node) pairs a
+    waiver in force covers, with that waiver (the same rule as `decide`)."""
+    found = []
+    for check, node in failing:
+        decision = decide(config.waivers, storage, check, node, "fail", day)
+        if decision.state == "waived" and decision.waiver is not None:
+            found.append((check, node, decision.waiver))
+    return found
+
+
+def describe(check: str, node: str | None, waiver: Waiver) -> str:
+    """One line for a waived result in the CLI."""
+    what = f"{check} ({node})" if node else check
+    return f"{what} waived until {waiver.expires} ({waiver.where}): {waiver.reason}"

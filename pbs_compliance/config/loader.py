@@ -212,8 +212,8 @@ class _Loader:
                 first_seen[name] = index
             if spec is not None:
                 specs.append(spec)
-        named_nodes = {n for spec in specs for n in spec.nodes or ()}
-        waivers = load_waivers(self, data.get("waivers"), first_seen, named_nodes)
+        nodes = {spec.name: spec.nodes for spec in specs}
+        waivers = load_waivers(self, data.get("waivers"), first_seen, nodes)
         if self.issues or pve is None or dns is None or coverage is None or jobs is None:
             return None
         return ComplianceConfig(

@@ -135,11 +135,16 @@ class _Loader(Protocol):
 
 
 def load_waivers(
-    loader: _Loader, section: Any, storages: Collection[str], nodes: Collection[str]
+    loader: _Loader,
+    section: Any,
+    storages: Collection[str],
+    nodes: Mapping[str, tuple[str, ...] | None],
 ) -> tuple[Waiver, ...] | None:
     """The `waivers:` list validated, each problem reported at its line; None when any is
-    wrong. `storages` are the declared names, `nodes` those any storage's `nodes:` names (empty:
-    every valid node name is accepted here, and one PVE lacks is reported as stale by the run)."""
+    wrong. `storages` are the declared names, `nodes` each valid storage's `nodes:` (None: all
+    of PVE's nodes). A waiver's node must be one its storage applies to when that storage names
+    its nodes (for "*": when every storage does, one of them); otherwise any valid node name is
+    accepted here, and one PVE does not have is reported as stale by the run."""
     if section is None:
         return ()
     if not isinstance(section, list):
@@ -182,7 +187,7 @@ def _refers(
     waiver: Waiver,
     day: dt.date,
     storages: Collection[str],
-    nodes: Collection[str],
+    nodes: Mapping[str, tuple[str, ...] | None],
 ) -> bool:
     """Whether the waiver names what exists and expires within a year (else reported)."""
     ok = True
@@ -196,7 +201,7 @@ def _refers(
         )
         ok = False
     if waiver.node is not None:
-        problem = _node_problem(waiver.node, nodes)
+        problem = _node_problem(waiver.node, _nodes_of(waiver.storage, nodes))
         if problem:
             loader.issue((*path, "node"), *problem)
             ok = False
@@ -219,6 +224,14 @@ def _a_year_after(day: dt.date) -> dt.date:
         return day.replace(year=day.year + 1, day=28)
 
 
+def _nodes_of(storage: str, nodes: Mapping[str, tuple[str, ...] | None]) -> tuple[str, ...]:
+    """The nodes a waiver of `storage` may name (empty: any, PVE's list is not known here)."""
+    named = list(nodes.values()) if storage == ANY_STORAGE else [nodes.get(storage)]
+    if not named or any(n is None for n in named):
+        return ()
+    return tuple(sorted({n for group in named for n in group or ()}))
+
+
 def _node_problem(node: str, nodes: Collection[str]) -> tuple[str, str] | None:
     from pbs_compliance.config.model import NODE_NAME_RE  # the model holds the waivers
 
@@ -226,7 +239,7 @@ def _node_problem(node: str, nodes: Collection[str]) -> tuple[str, str] | None:
         return (f"{node!a} is not a valid PVE node name", "write the node's name as PVE does")
     if nodes and node not in nodes:
         return (
-            f"no storage's `nodes:` names node `{node}` (named: {', '.join(sorted(nodes))})",
+            f"node `{node}` is not one the storage applies to (its `nodes:`: {', '.join(nodes)})",
             "name one of those nodes, or leave `node` out to waive the check on every node",
         )
     return None

@@ -26,6 +26,9 @@ WAIVERS = [
      "expires": "2030-06-11"},
     # dns[archive] passes: this waiver is no longer needed.
     {"storage": "archive", "check": "dns", "reason": "old resolver issue", "expires": "2031-01-01"},
+    # media is on every node, so any node name loads; PVE has no pve9: stale at run time.
+    {"storage": "media", "check": "nodes", "node": "pve9", "reason": "gone",
+     "expires": "2031-01-01"},
 ]  # fmt: skip
 
 
@@ -75,6 +78,8 @@ def test_waived_failures_do_not_fail_the_run_and_are_shown_as_waived(
     assert "port on media on 2030-06-20" in out
     assert "drift on homelab-backup on 2030-06-11" in out
     assert f"waiver no longer needed: dns on archive ({waived_config}:" in out
+    assert f"stale waiver: nodes on media (node pve9) ({waived_config}:" in out
+    assert "names node pve9, which PVE does not have" in out
     html = html_report_text(result.html)
     assert "waived until 2030-06-20" in html
 

@@ -74,6 +74,7 @@ def test_validate_json_has_stable_keys_and_nothing_else_on_stdout(
         "addresses",
         "certificate",
         "declared_fingerprint",
+        "waived",
     }
     assert set(offsite["checks"]) == {"dns", "port", "tls", "fingerprint"}
     assert offsite["certificate"]["fingerprint"] == shared_lab.pbs["pbs2.lab.example"].fingerprint

@@ -111,8 +111,14 @@ def test_a_node_no_storage_names_is_an_error_when_storages_name_nodes(
     )
     issue = problem(bad, env=TODAY)
     assert (issue.line, issue.field) == (8, "waivers[0].node")
-    assert issue.message == "no storage's `nodes:` names node `pve9` (named: pve1, pve2)"
-    # No storage names nodes: any valid node name is accepted (a stale one is found at run time).
+    assert (
+        issue.message == "node `pve9` is not one the storage applies to (its `nodes:`: pve1, pve2)"
+    )
+    # "*" with every storage naming its nodes: one of those.
+    every = bad.replace("storage: pbs1, check: nodes", "storage: '*', check: nodes")
+    assert problem(every, env=TODAY).field == "waivers[0].node"
+    # A storage on every node (no `nodes:`): PVE's list is not known here, so any valid name is
+    # accepted (one PVE lacks is reported as stale at run time); "*" too when one storage is so.
     free = config("  - {storage: pbs1, check: nodes, node: pve9, reason: a, expires: 2030-03-01}")
     assert load(free, env=TODAY).waivers[0].node == "pve9"
     invalid = config(
