@@ -380,8 +380,10 @@ def read_backups(
     counter = _Counter()
     specs = [s for s in storages if s.enabled]
     first: dict[str, StorageSpec] = {}
+    sharing: dict[str, list[StorageSpec]] = {}  # every storage of a target, in declared order
     for spec in specs:
         first.setdefault(target_key(spec), spec)
+        sharing.setdefault(target_key(spec), []).append(spec)
     storages_map = {s.name: target_key(s) for s in specs}
     logins: dict[Login, list[StorageSpec]] = {}
     pbs: dict[str, PbsTarget] = {}
@@ -419,14 +421,19 @@ def read_backups(
             elif guests_error:
                 pve[key] = PveBackups(spec.name, error=f"cannot read the cluster: {guests_error}")
             else:
-                node = _node_for(spec, nodes_by_storage)
+                # Any storage of the target will do (same place, same backups): the first one
+                # PVE has available somewhere, so one missing from PVE does not hide the rest.
+                asked = next(
+                    (s for s in sharing[key] if _node_for(s, nodes_by_storage) is not None), spec
+                )
+                node = _node_for(asked, nodes_by_storage)
                 if node is None:
                     pve[key] = PveBackups(
                         spec.name,
                         skipped=f"no online PVE node has '{spec.name}' available",
                     )
                 else:
-                    content[key] = pool.submit(_content, client, spec, node, counter)
+                    content[key] = pool.submit(_content, client, asked, node, counter)
         for key, pending in content.items():
             pve[key] = _settle(
                 pending, PveBackups(first[key].name, error="reading PVE's backup list broke")
@@ -563,6 +570,7 @@ def _read_login(
     session = PbsSession(login, nameservers, timeout, count)
     try:
         try:
+            count("pbs session")  # one name resolution and one login (or token) each
             session.open()
             stores = session.get("/admin/datastore", "pbs admin/datastore")
             usage = session.get("/status/datastore-usage", "pbs status/datastore-usage")

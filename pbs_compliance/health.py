@@ -406,13 +406,14 @@ def _pve_gate(
     if fault is not None and "read-only" not in fault:  # read-only still lists backups
         return _v(check, spec, "skip", f"{fault} (see the datastore case)")
     if pve.error:
-        view = live.node_entry(pve.node, spec.name) if pve.node else None
+        # PVE was asked through `pve.storage` (this storage, or another one of the same place)
+        view = live.node_entry(pve.node, pve.storage) if pve.node else None
         if view is not None and not active(view):  # the nodes case of that node names why
             return _v(
                 check,
                 spec,
                 "skip",
-                f"'{spec.name}' is not active on {pve.node}, so PVE could not list its backups "
+                f"'{pve.storage}' is not active on {pve.node}, so PVE could not list its backups "
                 "there (see the nodes case)",
             )
         if pve.status == 403:

@@ -96,6 +96,7 @@ def test_each_read_happens_once_per_run(shared_lab: Lab) -> None:
     # pbs1 holds two targets under two users; a token sends its header instead of logging in.
     assert evidence.reads == {
         "login": 3,
+        "pbs session": 4,  # each resolves the name once
         "pbs access/permissions": 4,
         "pbs admin/datastore": 4,
         "pbs namespace": 1,
@@ -116,6 +117,23 @@ def test_storages_pointing_at_the_same_place_share_one_read(shared_lab: Lab) -> 
     assert evidence.storages["homelab-twin"] == evidence.storages["homelab-backup"]
     assert evidence.reads["pve storage content"] == 1
     assert evidence.reads["pbs admin/datastore"] == 1
+
+
+def test_a_storage_missing_from_pve_does_not_hide_the_backups_of_its_place(
+    shared_lab: Lab,
+) -> None:
+    settings = settings_of(shared_lab)
+    home = settings.config.storage("homelab-backup")
+    missing = home.model_copy(update={"name": "aaa-not-in-pve"})  # declared first, same place
+    client = client_for(settings)
+
+    evidence = read_backups([missing, home], settings.nameservers, 2.0, client)
+
+    _, pve = target(evidence, missing)
+    assert pve.storage == "homelab-backup"
+    assert pve.error == ""
+    assert {b.vmid for b in pve.items} == {100, 101, 200, 201, 300, 9000}
+    assert evidence.reads["pve storage content"] == 1
 
 
 def test_the_evidence_round_trips_as_plain_data(shared_lab: Lab) -> None:
