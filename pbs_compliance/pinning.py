@@ -89,8 +89,30 @@ class Updated:
         return (self.previous or "").upper() != self.fingerprint.upper()
 
 
-def update_fingerprint(path: Path, storage: str, fingerprint: str) -> Updated:
-    """Set `fingerprint` of the storage named `storage` in `path`, keeping everything else."""
+@dataclass
+class Document:
+    """A declaration loaded for a round trip: change `data`, then `write()` keeps the file's
+    comments, quoting, indentation and key order (`pbs fingerprint --update`, `pbs import`)."""
+
+    path: Path
+    yaml: YAML
+    data: Any
+
+    @property
+    def storages(self) -> Any:
+        return self.data.get("pbs_storages") if isinstance(self.data, dict) else None
+
+    def dump(self) -> str:
+        buffer = io.StringIO()
+        self.yaml.dump(self.data, buffer)
+        return buffer.getvalue()
+
+    def write(self) -> None:
+        _write_atomically(self.path, self.dump())
+
+
+def open_document(path: Path) -> Document:
+    """Read `path` for a round trip (a ConfigError when it cannot be read or parsed)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -99,11 +121,18 @@ def update_fingerprint(path: Path, storage: str, fingerprint: str) -> Updated:
     yaml.preserve_quotes = True
     yaml.width = 4096
     try:
-        document: Any = yaml.load(text)
+        data: Any = yaml.load(text)
     except YAMLError as exc:
         raise _error(path, f"not valid YAML: {exc}") from None
-    storages = document.get("pbs_storages") if isinstance(document, dict) else None
-    yaml.indent(**_layout(document, storages, text.splitlines()))
+    document = Document(path, yaml, data)
+    yaml.indent(**_layout(data, document.storages, text.splitlines()))
+    return document
+
+
+def update_fingerprint(path: Path, storage: str, fingerprint: str) -> Updated:
+    """Set `fingerprint` of the storage named `storage` in `path`, keeping everything else."""
+    document = open_document(path)
+    storages = document.storages
     entries = [e for e in storages or [] if isinstance(e, CommentedMap)]
     entry = next((e for e in entries if e.get("name") == storage), None)
     if entry is None:
@@ -122,9 +151,7 @@ def update_fingerprint(path: Path, storage: str, fingerprint: str) -> Updated:
         keys = list(entry.keys())
         position = keys.index("datastore") + 1 if "datastore" in keys else len(keys)
         entry.insert(position, "fingerprint", fingerprint)
-    buffer = io.StringIO()
-    yaml.dump(document, buffer)
-    _write_atomically(path, buffer.getvalue())
+    document.write()
     return Updated(storage, path, None if previous is None else str(previous), fingerprint)
 
 
