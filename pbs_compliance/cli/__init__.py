@@ -11,7 +11,7 @@ from __future__ import annotations
 # The commands register themselves on `app` when imported, in the order `pbs --help` lists them.
 # isort: off
 from pbs_compliance.cli import validate, status, apply, fingerprint, lab, lab_faults, lab_changes
-from pbs_compliance.cli import demo
+from pbs_compliance.cli import demo, import_
 
 # isort: on
 from pbs_compliance.cli.app import app, main
@@ -24,6 +24,7 @@ __all__ = [
     "apply",
     "demo",
     "fingerprint",
+    "import_",
     "lab",
     "lab_changes",
     "lab_faults",
