@@ -47,8 +47,9 @@ def test_a_declared_storage_missing_from_pve_fails_drift_and_skips_its_nodes(
         "storage 'media' is declared but does not exist in PVE\n"
         "fix: `pytest checks/ --remediate` or `pbs apply` creates it"
     )
-    assert run.skipped == nodes_of(MEDIA)
+    assert run.skipped == nodes_of(MEDIA) | {MEDIA["backups"], MEDIA["verified"]}
     assert "'media' does not exist in PVE (see the drift case)" in run.message(MEDIA["node:pve1"])
+    assert run.message(MEDIA["backups"]) == "PVE has no PBS storage 'media' (see the drift case)"
 
 
 def test_a_storage_disabled_in_pve_fails_drift_and_skips_its_nodes(
@@ -60,10 +61,11 @@ def test_a_storage_disabled_in_pve_fails_drift_and_skips_its_nodes(
 
     assert run.failed == {MEDIA["drift"]}
     assert "  disable: (unset) -> 1" in run.message(MEDIA["drift"])
-    assert run.skipped == nodes_of(MEDIA)
+    assert run.skipped == nodes_of(MEDIA) | {MEDIA["backups"], MEDIA["verified"]}
     assert run.message(MEDIA["node:pve2"]) == (
         "'media' is disabled in PVE, so pve2 does not use it (see the drift case)"
     )
+    assert run.message(MEDIA["verified"]) == "'media' is disabled in PVE (see the drift case)"
 
 
 @pytest.mark.parametrize(
@@ -135,8 +137,10 @@ def test_a_changed_port_or_username_fails_drift_and_the_nodes_point_at_it(
     port = lab.pbs["pbs3.lab.example"].port
     assert f"  {line.format(port=port)}" in run.message(MEDIA["drift"])
     assert "can be fixed in place" in run.message(MEDIA["drift"])
-    # The nodes use PVE's value and really fail: said, and pointed at the drift case.
-    assert run.skipped == nodes_of(MEDIA)
+    # The nodes use PVE's value and really fail: said, and pointed at the drift case; so does
+    # PVE's list of media's backups.
+    assert run.skipped == nodes_of(MEDIA) | {MEDIA["backups"], MEDIA["verified"]}
+    assert f"({line.partition(':')[0]} differ)" in run.message(MEDIA["backups"])
     node = run.message(MEDIA["node:pve3"])
     assert "enabled but NOT active" in node
     key = line.partition(":")[0]
@@ -250,7 +254,11 @@ def test_a_storage_declared_disabled_skips_connectivity_and_nodes_but_checks_dri
     )
     assert "  disable: 1 -> (unset)" in run.message(MEDIA["drift"])
     skipped = {MEDIA[c] for c in ("dns", "port", "tls", "fingerprint")} | nodes_of(MEDIA)
-    assert run.skipped == skipped
+    health = {MEDIA[c] for c in ("datastore", "capacity", "backups", "verified")}
+    assert run.skipped == skipped | health
+    assert run.message(MEDIA["backups"]) == (
+        "'media' is declared `enabled: false`: its backups are not checked"
+    )
     assert run.message(MEDIA["port"]) == (
         "'media' is declared `enabled: false`: connectivity is not checked"
     )
@@ -281,11 +289,15 @@ def test_without_pve_credentials_drift_nodes_and_unmanaged_skip_with_the_reason(
 
     assert run.result.ret == 0, run.output
     assert run.failed == set()
-    pve_cases = {c for c in run.cases if not c.startswith(("dns", "port", "tls", "fingerprint"))}
+    # The PBS itself is read with the declared credentials: datastore and capacity still judge.
+    from_here = ("dns", "port", "tls", "fingerprint", "datastore", "capacity")
+    pve_cases = {c for c in run.cases if not c.startswith(from_here)}
     assert run.skipped == pve_cases
     assert pve_cases == {
         *(f"drift[{n}]" for n in ("archive", "homelab-backup", "media", "offsite")),
         *(f"nodes[{n}]" for n in ("archive", "homelab-backup", "media", "offsite")),
+        *(f"backups[{n}]" for n in ("archive", "homelab-backup", "media", "offsite")),
+        *(f"verified[{n}]" for n in ("archive", "homelab-backup", "media", "offsite")),
         "unmanaged",
         "coverage",
         "jobs[(all)]",
@@ -305,8 +317,12 @@ def test_a_pve_slower_than_its_timeout_fails_the_pve_cases_with_the_reason(
 
     run = run_checks(lab, config=write_config(config))
 
-    connectivity = {c for c in BUILTIN_IDS if c.startswith(("dns", "port", "tls", "fingerprint"))}
-    assert run.ids("passed") == connectivity
+    from_here = ("dns", "port", "tls", "fingerprint", "datastore", "capacity")
+    connectivity = {c for c in BUILTIN_IDS if c.startswith(from_here)}
+    assert run.ids("passed") == connectivity  # the PBS is read directly, PVE's view of it not
+    assert run.message("backups[media]") == (
+        f"PVE could not be read: PVE at {lab.url} did not answer within 0.5 s (see the drift case)"
+    )
     # PVE not read: one node case per storage carries the reason.
     pve_cases = {f"{check}[{n}]" for check in ("drift", "nodes") for n in STORAGES}
     assert run.failed == {*pve_cases, "unmanaged", "coverage", "jobs[(all)]"}
