@@ -27,9 +27,13 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "ConfigOption",
+    "ConfigsOption",
     "Out",
     "Output",
     "OutputOption",
+    "StatusOutput",
+    "StatusOutputOption",
+    "config_issues",
     "console_for",
     "examples",
 ]
@@ -45,6 +49,14 @@ class Output(StrEnum):
     json = "json"
 
 
+class StatusOutput(StrEnum):
+    """`pbs status` also speaks Prometheus' text format (the node_exporter textfile)."""
+
+    text = "text"
+    json = "json"
+    prometheus = "prometheus"
+
+
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
@@ -54,9 +66,29 @@ ConfigOption = Annotated[
         help="the declaration (default: config/pbs-storage.yaml; env PBS_COMPLIANCE_CONFIG)",
     ),
 ]
+ConfigsOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--config",
+        "-c",
+        metavar="PATH",
+        help="the declaration; repeat it to show several clusters together, one config each "
+        "(default: config/pbs-storage.yaml; env PBS_COMPLIANCE_CONFIG)",
+    ),
+]
 OutputOption = Annotated[
     Output,
     typer.Option("--output", "-o", help="text for people, json for machines (stdout only)"),
+]
+
+StatusOutputOption = Annotated[
+    StatusOutput,
+    typer.Option(
+        "--output",
+        "-o",
+        help="text for people, json for machines, prometheus for node_exporter's textfile "
+        "collector (stdout only)",
+    ),
 ]
 
 
@@ -74,13 +106,21 @@ class Out:
     json: bool
     console: Console
     errors: Console
+    silent: bool = False  # stdout carries another format (Prometheus): no text there
 
     @classmethod
-    def create(cls, output: Output) -> Out:
-        return cls(output == Output.json, console_for(sys.stdout), console_for(sys.stderr))
+    def create(cls, output: Output | StatusOutput) -> Out:
+        return cls(
+            output == Output.json,
+            console_for(sys.stdout),
+            console_for(sys.stderr),
+            silent=output == StatusOutput.prometheus,
+        )
 
     def print(self, *items: Any, style: str | None = None) -> None:
-        if not self.json:  # lines stay whole (grep-able); tables size themselves
+        if (
+            not self.json and not self.silent
+        ):  # lines stay whole (grep-able); tables size themselves
             self.console.print(*items, style=style, soft_wrap=True)
 
     def data(self, payload: dict[str, Any]) -> None:
@@ -96,18 +136,22 @@ class Out:
         raise typer.Exit(code)
 
     def config_error(self, exc: ConfigError) -> NoReturn:
-        issues = [
-            {
-                "file": str(i.file),
-                "line": i.line,
-                "column": i.column,
-                "field": i.field,
-                "message": i.message,
-                "fix": i.fix,
-            }
-            for i in exc.issues
-        ]
-        self.fail(2, exc.render(), "config", issues=issues)
+        self.fail(2, exc.render(), "config", issues=config_issues(exc))
+
+
+def config_issues(exc: ConfigError) -> list[dict[str, Any]]:
+    """A broken config's problems as JSON: where (file, line, column, field), what, the fix."""
+    return [
+        {
+            "file": str(i.file),
+            "line": i.line,
+            "column": i.column,
+            "field": i.field,
+            "message": i.message,
+            "fix": i.fix,
+        }
+        for i in exc.issues
+    ]
 
 
 def console_for(stream: Any) -> Console:
