@@ -88,6 +88,22 @@ class ClusterStatus:
     def ok(self) -> bool:
         return self.code == EXIT_OK
 
+    @property
+    def verdict(self) -> str:
+        """A few words for the closing list of several clusters."""
+        if self.error is None:
+            return "compliant" if self.ok else "NOT compliant"
+        if self.error["error"] == "pve":
+            return "cannot read PVE" if self.code == EXIT_FAILED else "PVE not usable"
+        return f"{self.error['error']} error"
+
+    @property
+    def problem(self) -> str:
+        """The error's first line that says what is wrong (a config's first problem)."""
+        message = str((self.error or {}).get("message", ""))
+        lines = [line.strip() for line in message.splitlines()] or [""]
+        return lines[1] if len(lines) > 1 and lines[0].startswith("invalid config") else lines[0]
+
     def fail(self, code: int, kind: str, message: str, **extra: Any) -> ClusterStatus:
         self.code = max(self.code, code)
         self.error = {"error": kind, "message": message, **extra}
@@ -285,14 +301,12 @@ def _several(out: Out, found: list[ClusterStatus]) -> None:
         else:
             out.print(_heading(item), style="bold")
             out.errors.print(f"pbs: {item.error['message']}", style="bold red", soft_wrap=True)
-            first = item.error["message"].splitlines()[0]
-            out.print(f"not shown: {escape(first)}", style="bold red")
+            out.print(f"not shown: {escape(item.problem)}", style="bold red")
         out.print("")
     for item in found:
-        verdict = {EXIT_OK: "compliant", EXIT_FAILED: "NOT compliant"}.get(item.code, "error")
         name = item.cluster or "(unknown)"
         style = "green" if item.ok else "bold red"
-        out.print(f"{escape(name)}: {verdict} ({escape(str(item.config))})", style=style)
+        out.print(f"{escape(name)}: {item.verdict} ({escape(str(item.config))})", style=style)
 
 
 def _heading(found: ClusterStatus) -> str:

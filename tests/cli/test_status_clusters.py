@@ -236,8 +236,9 @@ def test_status_of_several_reports_a_broken_config_with_its_file_and_shows_the_r
     assert "invalid configuration" in text.stderr
     assert text.stdout.splitlines()[-2:] == [
         f"site-a: compliant ({good})",
-        f"(unknown): error ({broken})",
+        f"(unknown): config error ({broken})",
     ]
+    assert f"not shown: {broken}:3" in text.stdout
     assert [c["ok"] for c in data["clusters"]] == [True, False]
     bad = data["clusters"][1]
     assert bad["error"] == "config"
@@ -266,7 +267,7 @@ def test_status_of_several_names_the_files_whose_pve_is_unusable_or_unreadable(
 
     assert text.exit_code == 1, text.output  # PVE unreadable: not compliant, not a usage error
     assert f"pbs: {down}: cannot read PVE:" in text.stderr
-    assert text.stdout.splitlines()[-1] == f"site-c: NOT compliant ({down})"
+    assert text.stdout.splitlines()[-1] == f"site-c: cannot read PVE ({down})"
     assert [c["ok"] for c in data["clusters"]] == [True, False, False]
     assert data["clusters"][1]["error"] == "pve"
     assert data["clusters"][1]["message"].startswith(f"{bare}: this command reads the cluster")
