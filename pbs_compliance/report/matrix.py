@@ -68,7 +68,14 @@ def build(outcomes: Outcomes) -> Matrix:
     known = [c for c in registry.names() if c in ran]
     ordered = known + sorted(ran - set(known))
     columns = tuple(c for c in ordered if c not in cluster and not _is_cluster(c))
-    storages = sorted({s for s, _, _ in outcomes if s != registry.CLUSTER})
+    scopes: dict[str, set[str]] = {}
+    for storage, check, _ in outcomes:
+        entry = registry.get(check)
+        scopes.setdefault(storage, set()).add(entry.scope if entry is not None else "storage")
+    # Storages first, then the rows of the cases about a backup job (`job:<id>`).
+    storages = sorted(
+        (s for s in scopes if s != registry.CLUSTER), key=lambda s: (scopes[s] == {"job"}, s)
+    )
     rows = tuple(
         (storage, tuple(cell(cells.get((storage, c), [])) for c in columns)) for storage in storages
     )
