@@ -366,3 +366,69 @@ def test_a_literal_password_suggests_a_variable_named_after_the_storage(
             "file readable only by you and write `password_file: /path`",
         )
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message", "fix"),
+    [
+        (
+            "{storage}    port: 0\n",
+            (6, 11, "pbs_storages[0].port"),
+            "Input should be greater than or equal to 1 (got 0)",
+            "use a value >= 1",
+        ),
+        (
+            "{storage}    port: 70000\n",
+            (6, 11, "pbs_storages[0].port"),
+            "Input should be less than or equal to 65535 (got 70000)",
+            "use a value <= 65535",
+        ),
+        (
+            "pve:\n  timeout: 0\n{storage}",
+            (2, 12, "pve.timeout"),
+            "Input should be greater than 0 (got 0)",
+            "use a value > 0.0",
+        ),
+        (
+            "{storage}    namespace: a//b\n",
+            (6, 16, "pbs_storages[0].namespace"),
+            "'a//b' is not a valid PBS namespace: up to 7 levels like `prod/vms`, each 1 to 32 "
+            "letters, digits, '.', '_', '-'",
+            "",  # the message says it all
+        ),
+        (
+            "{storage}    backups:\n      max_age: soon\n",
+            (7, 16, "pbs_storages[0].backups.max_age"),
+            "'soon' is not a duration",
+            "write a whole number and a unit (s, m, h, d or w), e.g. `26h`, `36h` or `7d`",
+        ),
+        (
+            # A default kept beside the storage's own `backups:` is located under `defaults:`.
+            "defaults:\n  backups:\n    max_age: soon\n    max_used_percent: 80\n{storage}"
+            "    backups:\n      max_used_percent: 90\n",
+            (3, 14, "defaults.backups.max_age"),
+            "'soon' is not a duration",
+            "write a whole number and a unit (s, m, h, d or w), e.g. `26h`, `36h` or `7d`",
+        ),
+        (
+            "pbs_storages:\n  - just-a-string\n",
+            (2, 5, "pbs_storages[0]"),
+            "each storage must be a mapping",
+            "start the entry with `- name: ...`",
+        ),
+    ],
+)
+def test_a_value_error_is_located_with_its_exact_message_and_fix(
+    problem: Problem,
+    storage_text: StorageText,
+    text: str,
+    where: tuple[int, int, str],
+    message: str,
+    fix: str,
+) -> None:
+    issue = problem(text.format(storage=storage_text()))
+    assert (issue.line, issue.column, issue.field, issue.message, issue.fix) == (
+        *where,
+        message,
+        fix,
+    )
