@@ -30,6 +30,8 @@ RunChecks = Callable[..., ChecksRun]
 WriteConfig = Callable[..., Path]
 MEDIA = storage_ids("media")
 MEDIA_NODES = {MEDIA["node:pve1"], MEDIA["node:pve2"], MEDIA["node:pve3"]}
+# The backup health cases skip pointing at the connectivity case that names the fault.
+MEDIA_HEALTH = {MEDIA[c] for c in ("datastore", "capacity", "backups", "verified")}
 
 
 def test_a_name_the_resolver_does_not_know_fails_dns_and_skips_port_tls_and_fingerprint(
@@ -66,7 +68,8 @@ def test_a_refused_port_fails_port_and_its_nodes_tls_and_fingerprint_point_at_it
     assert f"127.0.0.13:{pbs.port}:" in message
     assert "refused" in message.lower()
     assert "fix: check that proxmox-backup-proxy runs on pbs3.lab.example" in message
-    assert run.skipped == {MEDIA["tls"], MEDIA["fingerprint"], *MEDIA_NODES}
+    assert run.skipped == {MEDIA["tls"], MEDIA["fingerprint"], *MEDIA_NODES, *MEDIA_HEALTH}
+    assert run.message(MEDIA["backups"]).endswith("(see the port case)")
     assert "(see the port case)" in run.message(MEDIA["tls"])
     # The nodes really cannot use it, for the same reason: said, and pointed at the port case.
     node = run.message(MEDIA["node:pve2"])
@@ -87,7 +90,8 @@ def test_a_port_that_never_speaks_tls_fails_tls_within_the_probe_timeout(
     assert "TLS handshake with pbs3.lab.example" in message
     assert "did not complete within 0.5 s" in message
     assert "fix: is this really the PBS API port?" in message
-    assert run.skipped == {MEDIA["fingerprint"], *MEDIA_NODES}
+    assert run.skipped == {MEDIA["fingerprint"], *MEDIA_NODES, *MEDIA_HEALTH}
+    assert run.message(MEDIA["datastore"]).endswith("(see the tls case)")
     assert "no certificate from pbs3.lab.example (see the tls case)" in run.message(
         MEDIA["fingerprint"]
     )
@@ -165,7 +169,11 @@ def test_a_renewed_certificate_fails_the_fingerprint_with_both_values_and_the_fi
 
     # PVE pins the old fingerprint too: the nodes cannot use it, and point at the one fault.
     assert run.failed == {MEDIA["fingerprint"]}
-    assert run.skipped == MEDIA_NODES
+    assert run.skipped == MEDIA_NODES | MEDIA_HEALTH
+    assert run.message(MEDIA["capacity"]).endswith(
+        "serves another certificate than the declared one, so nothing is sent to it (see the "
+        "fingerprint case)"
+    )
     node = run.message(MEDIA["node:pve3"])
     assert "pve3 reports 'media' enabled but NOT active" in node
     assert "pbs3.lab.example serves a certificate with another fingerprint" in node
