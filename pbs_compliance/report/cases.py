@@ -105,8 +105,11 @@ def message_of(report: Any, outcome: str) -> str:
 
 def from_report(report: Any) -> Case | None:
     """The case of one call report (or of a setup report that skipped or failed); None for
-    reports of other tests and for the passed setup and teardown of a case."""
-    props = {str(k): str(v) for k, v in report.user_properties}
+    reports of other tests and for the passed setup and teardown of a case.
+
+    pytest-html hands collection reports (a module that failed to import) to the same hooks;
+    they have no `user_properties` and are no case."""
+    props = {str(k): str(v) for k, v in getattr(report, "user_properties", ())}
     if "check" not in props or "storage" not in props:
         return None
     if report.when != "call" and not (report.when == "setup" and not report.passed):
