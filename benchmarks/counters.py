@@ -2,9 +2,12 @@
 
 It counts the probes this process sends, per kind and per server, by wrapping the three probe
 functions (in their modules and wherever `pbs_compliance.evidence` bound them), and at exit
-writes `{pid, role, probes, maxrss_kb}` to `$PBS_BENCH_COUNTERS_DIR/<pid>.json`. Under xdist
-the controller and every worker write one file each, so a worker that probed again would show.
-The lab's own counters (DNS questions, PBS connections) are the server-side view of the same.
+writes `{pid, role, probes, backup_reads, maxrss_kb}` to `$PBS_BENCH_COUNTERS_DIR/<pid>.json`.
+Under xdist the controller and every worker write one file each, so a worker that probed again
+would show. `backup_reads` are the calls the backup health reads made (`BackupEvidence.reads`:
+PBS sessions, logins, datastore lists, usage, privileges, namespaces; PVE's cluster resources and
+backup lists), as the process that gathered them counted them. The lab's own counters (DNS
+questions, PBS connections, PVE's request log) are the server-side view of the same.
 """
 
 from __future__ import annotations
@@ -58,6 +61,18 @@ def _install() -> None:
                 setattr(evidence, name, wrapped)
 
 
+def _backup_reads(config: pytest.Config) -> dict[str, int]:
+    """What the run's backup reads counted (none when the run gathered nothing)."""
+    from pbs_compliance import backup_plugin
+    from pbs_compliance.session import STATE
+
+    state = config.stash.get(STATE, None)
+    evidence = state.evidence if state is not None else None
+    data = evidence.extra.get(backup_plugin.KEY) if evidence is not None else None
+    reads = data.get("reads") if isinstance(data, dict) else None
+    return {str(k): int(v) for k, v in reads.items()} if isinstance(reads, dict) else {}
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     _install()
@@ -76,6 +91,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         "pid": os.getpid(),
         "role": role,
         "probes": probes,
+        "backup_reads": _backup_reads(config) if workerinput is None else {},
         "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }
     path = Path(directory) / f"{os.getpid()}.json"

@@ -9,7 +9,9 @@ connections), N declared storages. Measured, each pytest run a subprocess timed 
    (cases, not storages), same interpreter, the compliance run's ini options, interleaved with (1);
 3. their ratio, and what the dead servers add (same lab with every server up, interleaved);
 4. PVE requests per run (the lab's request log) and probes per kind (the lab's DNS questions and
-   PBS connection counters, and the probe calls each pytest process made);
+   PBS connection counters, and the probe calls each pytest process made); the backup health
+   reads per run (PBS sessions, logins, datastore lists, usage, privileges, namespaces, as the
+   run counted them; PVE's cluster resources and backup lists in the request log too);
 5. `--remediate` with every entry drifted (serial, then `-n 2` against a second drift): writes,
    digest conflicts, wall time;
 6. peak resident memory.
@@ -91,6 +93,14 @@ class Run:
     def cases(self) -> int:
         return sum(v for k, v in self.outcomes.items() if k in _CASE_KINDS)
 
+    @property
+    def backup_reads(self) -> dict[str, int]:
+        """The backup health reads of this run (the controller gathered them)."""
+        for process in self.processes:
+            if process.get("role") == "controller":
+                return dict(process.get("backup_reads") or {})
+        return {}
+
 
 def _kill_group(pid: int) -> None:
     with suppress(ProcessLookupError):
@@ -164,6 +174,9 @@ def base_env(source: Path = REPO) -> dict[str, str]:
 
 
 _NODE_PATH = re.compile(r"^/api2/json/nodes/[^/]+(/.*)?$")
+_CONTENT = re.compile(r"^/storage/[^/]+/content$")
+# What the backup reads count (`BackupEvidence.reads`) that goes to the PBS, not to PVE.
+_PVE_BACKUP_READS = ("pve cluster/resources", "pve storage content")
 
 
 def classify(records: Sequence[dict[str, Any]]) -> dict[str, int]:
@@ -185,6 +198,12 @@ def classify(records: Sequence[dict[str, Any]]) -> dict[str, int]:
                 counts["node_views"] += 1
             elif node and node.group(1) == "/scan/pbs":
                 counts["scans"] += 1
+            elif path == "/api2/json/cluster/resources" and not (record.get("params") or {}).get(
+                "type"
+            ):
+                counts["cluster_resources"] += 1  # the backup reads' guests, nodes and storages
+            elif node and _CONTENT.match(node.group(1) or ""):
+                counts["backup_lists"] += 1  # the backup reads' list per target
             else:
                 counts["other_reads"] += 1
         elif method in _WRITE_METHODS and path.startswith("/api2/json/storage"):
@@ -591,8 +610,17 @@ def summarise(
         "dead_added_s": round(t_serial - t_healthy - floor_gap, 3),
         "pve_reads_per_run": {
             key: max(p.get(key, 0) for p in pve_per_run)
-            for key in ("storage_list", "node_list", "node_views", "scans", "other_reads")
+            for key in (
+                "storage_list",
+                "node_list",
+                "node_views",
+                "scans",
+                "cluster_resources",
+                "backup_lists",
+                "other_reads",
+            )
         },
+        "backup_reads_per_run": backup_reads_per_run((*serial, *parallel, *healthy)),
         "pve_writes_in_checks": max(p.get("writes_sent", 0) for p in pve_per_run),
         "probes": probe_counts(size, reference),
         "probes_parallel": probe_counts(size, parallel[0]) if parallel else {},
@@ -617,6 +645,30 @@ def summarise(
     }
 
 
+def backup_reads_per_run(runs: Sequence[Run]) -> dict[str, Any]:
+    """The most of each backup health read one run made, split into what went to the PBS and
+    what to PVE (the same PVE calls are in the request log: `cluster_resources`,
+    `backup_lists`)."""
+    keys = sorted({k for r in runs for k in r.backup_reads})
+    most = {k: max(r.backup_reads.get(k, 0) for r in runs) for k in keys}
+    return {
+        "calls": most,
+        # calls to the PBS servers (a session is a name resolution, not a call)
+        "pbs": sum(v for k, v in most.items() if k not in (*_PVE_BACKUP_READS, "pbs session")),
+        "pve": sum(v for k, v in most.items() if k in _PVE_BACKUP_READS),
+    }
+
+
+def _backup_cell(result: dict[str, Any]) -> str:
+    found = result.get("backup_reads_per_run", {})
+    return f"{found.get('pbs', 0)}+{found.get('pve', 0)}"
+
+
+def _backup(result: dict[str, Any]) -> dict[str, int]:
+    calls: dict[str, int] = result.get("backup_reads_per_run", {}).get("calls", {})
+    return calls
+
+
 def _target(value: float, limit: float, passed: bool, **detail: Any) -> dict[str, Any]:
     return {"value": value, "limit": limit, "pass": bool(passed), **detail}
 
@@ -634,6 +686,10 @@ def targets(results: Sequence[dict[str, Any]], settings: Settings) -> dict[str, 
         and p["node_views"] == r["nodes"]
         and p["node_list"] <= 1
         and p["scans"] <= r["nodes"] * r["servers"]
+        and p.get("cluster_resources", 0) <= 1
+        # one backup list per (server, datastore, namespace, user), as the run counted them
+        and p.get("backup_lists", 0) == _backup(r).get("pve storage content", 0)
+        and p.get("backup_lists", 0) <= r["declared"]
         and p["other_reads"] == 0
         for p, r in zip(reads, results, strict=True)
     )
@@ -647,7 +703,9 @@ def targets(results: Sequence[dict[str, Any]], settings: Settings) -> dict[str, 
                 probes_ok &= stats["max_per_server"] <= 1 and stats["servers_probed"] == wanted
         lab = r["probes"]["lab"]
         probes_ok &= r["probes"]["by_workers"] == 0
-        probes_ok &= lab["dns_a_questions_max_per_server"] <= 1
+        # The lab's resolver also hears each backup-read session (one per server and user).
+        sessions = -(-_backup(r).get("pbs session", 0) // r["servers"])
+        probes_ok &= lab["dns_a_questions_max_per_server"] <= 1 + sessions
         probes_ok &= lab["tcp_probe_connections_per_healthy_server"] == [1]
         probes_ok &= lab["tls_probe_handshakes_per_healthy_server"] == [1]
     writes_ok = True
@@ -685,13 +743,15 @@ def targets(results: Sequence[dict[str, Any]], settings: Settings) -> dict[str, 
             1 + len(NODES),
             api_ok,
             meaning="storage-list reads + node views per run (also: node list <= 1, "
-            "scans <= nodes x servers, nothing else)",
+            "scans <= nodes x servers, cluster resources <= 1, one backup list per target as "
+            "counted by the run, nothing else)",
         ),
         "probes": _target(
             probe_max,
             1,
             probes_ok,
-            meaning="max probes of one kind to one server per run (and none from xdist workers)",
+            meaning="max probes of one kind to one server per run (and none from xdist "
+            "workers; the lab's DNS hears at most one more question per backup-read session)",
         ),
         "writes": _target(
             excess,
@@ -754,6 +814,7 @@ def table(report: dict[str, Any]) -> Table:
         f"ratio -n {w}",
         "dead add",
         "PVE reads",
+        "backup reads PBS+PVE",
         "probes dns/tcp/tls",
         "remediate writes",
         "rem. serial",
@@ -779,6 +840,7 @@ def table(report: dict[str, Any]) -> Table:
             f"{r[f'ratio_n{w}']:.2f}",
             f"{r['dead_added_s']:+.2f}",
             f"{reads['storage_list']}+{reads['node_views']} (+{reads['scans']} scans)",
+            _backup_cell(r),
             "/".join(str(calls[k]["total"]) for k in ("dns", "tcp", "tls")),
             f"{serial.get('writes', '-')}/{serial.get('expected_writes', '-')}",
             f"{serial.get('wall_s', float('nan')):.2f}",
@@ -803,9 +865,10 @@ def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [
         f"| N | S | cases | serial s | -n {w} s | floor s | floor -n {w} s | ratio | "
-        f"ratio -n {w} | dead add s (raw) | PVE reads: list+views (+scans) | probes dns/tcp/tls | "
-        f"remediate writes/expected | remediate s | -n {w}: writes, conflicts, s | peak MB |",
-        "|" + "---|" * 16,
+        f"ratio -n {w} | dead add s (raw) | PVE reads: list+views (+scans) | backup reads "
+        f"PBS+PVE | probes dns/tcp/tls | remediate writes/expected | remediate s | "
+        f"-n {w}: writes, conflicts, s | peak MB |",
+        "|" + "---|" * 17,
     ]
     for r in report["results"]:
         reads, calls, rem = r["pve_reads_per_run"], r["probes"]["calls"], r["remediation"]
@@ -816,6 +879,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"{r[f'floor_n{w}_s']:.2f} | {r['ratio_serial']:.2f} | {r[f'ratio_n{w}']:.2f} | "
             f"{r['dead_added_s']:+.2f} ({r['dead_added_raw_s']:+.2f}) | "
             f"{reads['storage_list']}+{reads['node_views']} (+{reads['scans']}) | "
+            f"{_backup_cell(r)} | "
             + "/".join(str(calls[k]["total"]) for k in ("dns", "tcp", "tls"))
             + f" | {serial.get('writes', '-')}/{serial.get('expected_writes', '-')} | "
             f"{serial.get('wall_s', '-')}{' (timed out)' if serial.get('timed_out') else ''} | "

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.run import Settings, run_benchmark, targets
+from benchmarks.run import Settings, classify, run_benchmark, targets
 from benchmarks.scenarios import NODES, fleet
 
 TARGETS = ("ratio_n1000", "dead_servers", "api_reads", "probes", "writes", "memory")
@@ -63,6 +63,21 @@ def test_counts_come_from_the_lab(report: dict[str, Any]) -> None:
     assert reads["storage_list"] == 1
     assert reads["node_views"] == len(NODES)
     assert report["targets"]["api_reads"]["value"] == reads["storage_list"] + reads["node_views"]
+    # The backup health reads: every server tried in one session (the dead ones too), the
+    # guests once, one PVE backup list per (server, datastore): 10 storages on 3 servers x 3
+    # datastores. PVE's request log shows the same PVE calls the run counted.
+    backup = result["backup_reads_per_run"]
+    assert backup["calls"]["pbs session"] == size.servers
+    assert backup["calls"]["pve cluster/resources"] == reads["cluster_resources"] == 1
+    assert backup["calls"]["pve storage content"] == reads["backup_lists"] == 9
+    assert backup["pve"] == 1 + 9
+    # The most of each in one run: the run with every server up - per server one login,
+    # datastore list and usage read, and the privileges on each of its 3 datastores.
+    assert backup["calls"]["login"] == size.servers
+    assert backup["calls"]["pbs admin/datastore"] == size.servers
+    assert backup["calls"]["pbs status/datastore-usage"] == size.servers
+    assert backup["calls"]["pbs access/permissions"] == 9
+    assert backup["pbs"] == 3 * size.servers + 9
     calls = result["probes"]["calls"]
     assert calls["dns"]["total"] == size.servers  # one resolve per server, not per storage
     assert calls["tcp"]["total"] == size.servers
@@ -84,6 +99,7 @@ def test_targets_follow_the_numbers(report: dict[str, Any]) -> None:
     settings = Settings(sizes=(10,), repeats=1)
     assert targets(results, settings) == report["targets"]
     results[0]["pve_reads_per_run"]["storage_list"] = 2
+    results[0]["pve_reads_per_run"]["backup_lists"] += 1  # one the run did not count
     results[0]["probes"]["calls"]["dns"]["max_per_server"] = 3
     results[0]["remediation"]["serial"]["writes"] += 1
     results[0]["peak_rss_mb"]["compliance_serial"] = 500.0
@@ -94,3 +110,26 @@ def test_targets_follow_the_numbers(report: dict[str, Any]) -> None:
     assert changed["writes"]["value"] == 1
     assert not changed["writes"]["pass"]
     assert not changed["memory"]["pass"]
+
+
+def test_the_backup_reads_are_told_apart_in_pves_request_log() -> None:
+    def get(path: str, **params: str) -> dict[str, Any]:
+        return {"method": "GET", "path": f"/api2/json{path}", "params": params, "status": 200}
+
+    counts = classify(
+        [
+            get("/cluster/resources"),  # the backup reads: guests, nodes, storages at once
+            get("/cluster/resources", type="vm"),  # someone else's read
+            get("/nodes/pve1/storage/media/content", content="backup"),
+            get("/nodes/pve2/storage"),
+            get("/nodes/pve2/storage/media/status"),
+        ]
+    )
+
+    assert counts == {
+        "cluster_resources": 1,
+        "backup_lists": 1,
+        "node_views": 1,
+        "other_reads": 2,
+        "total": 5,
+    }
