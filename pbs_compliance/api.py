@@ -8,12 +8,23 @@ the plugin's private state; everything here works on the controller and on xdist
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pytest
 
 from pbs_compliance.config import ComplianceConfig, StorageSpec
 from pbs_compliance.evidence import Evidence
 from pbs_compliance.registry import Check, CheckError, check, checks
-from pbs_compliance.session import REMEDIATED, STATE, VERDICT, Compliance, RunState, ensure
+from pbs_compliance.session import (
+    REMEDIATED,
+    STATE,
+    VERDICT,
+    Compliance,
+    RunState,
+    ensure,
+    extra_of,
+)
 from pbs_compliance.settings import RunSettings
 from pbs_compliance.verdicts import Verdict
 
@@ -31,6 +42,7 @@ __all__ = [
     "check",
     "checks",
     "evidence",
+    "gathered",
     "mark_remediated",
     "outcome",
     "set_remediation",
@@ -66,6 +78,14 @@ def evidence(config: pytest.Config) -> Evidence:
     """The run's evidence (gathered once, on the controller; waits for it if still under way)."""
     settings(config)
     return ensure(config).require()[1]
+
+
+def gathered(config: pytest.Config, plugin_name: str) -> Mapping[str, Any]:
+    """What the `pytest_pbs_gather` of the plugin registered as `plugin_name` returned, as soon
+    as that alone is there (on an xdist worker: from the shipped evidence). For parametrising
+    from a plugin's own data at collection without waiting for every probe."""
+    settings(config)
+    return extra_of(config, plugin_name)
 
 
 def verdict(item: pytest.Item) -> Verdict | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -48,9 +49,13 @@ def pytest_pbs_gather(settings: RunSettings) -> dict[str, Any]:
 
 def job_evidence(evidence: Evidence) -> JobEvidence:
     """The run's job evidence (parsed once per process, then shared by every case)."""
-    data = evidence.extra.get(KEY)
+    return _job_evidence(evidence.extra)
+
+
+def _job_evidence(extra: Mapping[str, Any]) -> JobEvidence:
+    data = extra.get(KEY)
     if not isinstance(data, dict):
-        failed = evidence.extra.get(NAME)
+        failed = extra.get(NAME)
         if isinstance(failed, dict) and failed.get("error"):
             return JobEvidence(errors={"jobs": str(failed["error"])})
         return JobEvidence(skipped="the backup jobs were not read in this run")
@@ -67,8 +72,9 @@ def job_evidence(evidence: Evidence) -> JobEvidence:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "pbs_job" not in metafunc.fixturenames or not api.active(metafunc.config):
         return
-    # Like the node cases, the job cases need PVE's answer at collection (the first one waits).
-    ev = job_evidence(api.evidence(metafunc.config))
+    # Like the node cases, the job cases need PVE's answer at collection: this plugin's own
+    # reads alone, so the probes (a dead PBS's timeout) go on while pytest collects.
+    ev = _job_evidence(api.gathered(metafunc.config, NAME))
     found: list[str | None] = list(job_ids(api.settings(metafunc.config).config, ev))
     cases = found or [None]
     metafunc.parametrize("pbs_job", cases, ids=[f"job:{c}" if c else NO_JOB for c in cases])

@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
+import pbs_compliance.backup_plugin as backup_plugin  # a fresh import (see job_plugin)
 import pbs_compliance.job_plugin as job_plugin  # a fresh import (see job_plugin)
-from pbs_compliance import backup_plugin, hookspecs, registry
+from pbs_compliance import hookspecs, registry
 from pbs_compliance.config import ConfigError, StorageSpec
 from pbs_compliance.evidence import Evidence, LiveState
 from pbs_compliance.report import html as html_report

@@ -38,6 +38,8 @@ class RunState:
     remediation: str = "off"
     pending: Future[Evidence] | None = None
     nodes_pending: Future[list[str]] | None = None  # PVE's node list, ahead of the rest
+    # Each `pytest_pbs_gather` implementation's own future, by plugin name, once started.
+    extra_pending: Future[dict[str, Future[Any]]] | None = None
 
     def require(self) -> tuple[RunSettings, Evidence]:
         """Settings and evidence, once both are there (see `ensure`)."""
@@ -138,14 +140,18 @@ def load_settings(config: pytest.Config) -> RunSettings:
 
 
 def gather(
-    config: pytest.Config, settings: RunSettings, nodes: Future[list[str]] | None = None
+    config: pytest.Config,
+    settings: RunSettings,
+    nodes: Future[list[str]] | None = None,
+    started: Future[dict[str, Future[Any]]] | None = None,
 ) -> Evidence:
     """Everything a run judges: probes and PVE (`gather_evidence`) and, at the same time, what
     plugins add through `pytest_pbs_gather` (each implementation's failure is its own keys'
     `error`): a dead PBS then costs one timeout for all of them together.
 
     `nodes` gets PVE's node list as soon as it is read; whatever happens later, the evidence's
-    `live.nodes` is that same list (the node cases were made from it)."""
+    `live.nodes` is that same list (the node cases were made from it). `started` gets each
+    plugin's own future, so a plugin that parametrises from its data waits for that alone."""
 
     def announce(found: list[str]) -> None:
         if nodes is not None and not nodes.done():
@@ -154,11 +160,14 @@ def gather(
     try:
         with ThreadPoolExecutor(thread_name_prefix="pbs-gather-extra") as pool:
             pending = start_extra(config, settings, pool)
+            if started is not None and not started.done():
+                started.set_result(dict(pending))
             evidence = gather_evidence(settings, announce)
             evidence.extra.update(collect_extra(pending))
     except BaseException as exc:  # pragma: no cover - gathering is a boundary; never wait forever
-        if nodes is not None and not nodes.done():
-            nodes.set_exception(exc)
+        for waiting in (nodes, started):
+            if waiting is not None and not waiting.done():
+                waiting.set_exception(exc)
         raise
     if nodes is not None:
         announce(list(evidence.live.nodes))
@@ -171,8 +180,11 @@ def start_gathering(config: pytest.Config, state: RunState) -> None:
     on the CPU. Collection waits only for the node list (`nodes`), the first case for the rest."""
     assert state.settings is not None
     state.nodes_pending = Future()
+    state.extra_pending = Future()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbs-evidence")
-    state.pending = pool.submit(gather, config, state.settings, state.nodes_pending)
+    state.pending = pool.submit(
+        gather, config, state.settings, state.nodes_pending, state.extra_pending
+    )
     pool.shutdown(wait=False)  # the task runs on; whoever needs the evidence waits for it
 
 
@@ -182,6 +194,18 @@ def nodes(config: pytest.Config) -> list[str]:
     if state.evidence is None and state.nodes_pending is not None:
         return state.nodes_pending.result()
     return list(ensure(config).require()[1].live.nodes)
+
+
+def extra_of(config: pytest.Config, plugin_name: str) -> Mapping[str, Any]:
+    """What one plugin's `pytest_pbs_gather` returned (or its `{name: {"error": ...}}`), without
+    waiting for the probes or the other plugins: a plugin that parametrises its cases from its
+    own data lets a probe timeout overlap with collection, as the node cases do."""
+    state = config.stash[STATE]
+    if state.evidence is None and state.extra_pending is not None:
+        future = state.extra_pending.result().get(plugin_name)
+        if future is not None:
+            return collect_extra([(plugin_name, future)])
+    return ensure(config).require()[1].extra
 
 
 def gather_extra(config: pytest.Config, settings: RunSettings) -> dict[str, Any]:

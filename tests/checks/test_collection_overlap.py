@@ -12,7 +12,6 @@ from checks_harness import BUILTIN_IDS, ChecksRun
 from pbs_compliance.lab.runner import Lab
 
 RunChecks = Callable[..., ChecksRun]
-CORE = ("dns", "port", "tls", "fingerprint", "drift", "nodes", "unmanaged")
 
 WATCHER = """
 from pathlib import Path
@@ -35,14 +34,14 @@ def test_collection_ends_while_a_hung_pbs_is_still_being_probed(
     (pytester.path / "watch").mkdir()
     (pytester.path / "watch" / "conftest.py").write_text(WATCHER, encoding="utf-8")
 
-    # The storage, node and cluster checks of the core (a plugin's own parametrisation may
-    # wait for its own evidence).
-    core = ("checks/test_connectivity.py", "checks/test_pve.py")
-    run = run_checks(lab, "watch", *core, "--probe-timeout", "4")
+    # Every shipped check: the job cases are parametrised from the job plugin's own reads
+    # (`api.gathered`), the node cases from PVE's node list; neither waits for the probes.
+    run = run_checks(lab, "watch", "checks", "--probe-timeout", "4")
 
     collected = Path(pytester.path / "collected.txt").read_text(encoding="utf-8")
     assert collected == "gathered=False nodes=['pve1', 'pve2', 'pve3']"
-    # ... and the cases are the same as ever: every node case made, judged on full evidence.
-    assert set(run.cases) == {c for c in BUILTIN_IDS if c.split("[")[0] in CORE}
+    # ... and the cases are the same as ever: every node and job case made, judged on full
+    # evidence.
+    assert set(run.cases) == set(BUILTIN_IDS)
     assert run.failed == {"tls[media]"}
     assert "did not complete within 4 s" in run.message("tls[media]")
