@@ -207,6 +207,9 @@ def test_each_failure_fails_the_case_that_names_it_and_n2_judges_the_same(
     assert {k: c.properties for k, c in parallel.cases.items()} == {
         k: c.properties for k, c in serial.cases.items()
     }
+    # The table of guests is made where the case ran (a worker) and still reaches the report.
+    stale_row = r"<tr style='color:#c22'><td[^>]*>vm 300</td>"
+    assert re.search(stale_row, html_report_text(parallel.html))
 
 
 def test_skip_reasons_no_password_and_a_probe_fault_point_at_their_case(
