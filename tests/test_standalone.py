@@ -22,8 +22,10 @@ def _tracked_text_files() -> list[Path]:
 
 
 def test_no_file_refers_to_a_sibling_folder_or_to_where_this_clone_lies() -> None:
-    # The parent of the clone is what a machine-specific absolute path would start with.
-    outside = [f"{ROOT.parent}/", "../shared"]
+    # The sibling folder beside a clone, by relative or absolute path, and the clone's own
+    # absolute path: none exists on a user's machine. (Not the parent alone: a clone in /tmp
+    # would then forbid every /tmp/ in an example.)
+    outside = ["../shared", f"{ROOT.parent}/shared", f"{ROOT}/"]
     found = [
         f"{path.relative_to(ROOT)}: {needle}"
         for path in _tracked_text_files()

@@ -37,7 +37,7 @@ def test_an_unrelated_project_with_a_checks_folder_runs_untouched(
 ) -> None:
     pytester.makepyfile(
         **{
-            "checks/test_health": """
+            "checks/test_their_site": """
                 import pytest
 
                 @pytest.fixture
