@@ -204,6 +204,16 @@ def classify(records: Sequence[dict[str, Any]]) -> dict[str, int]:
                 counts["cluster_resources"] += 1  # the backup reads' guests, nodes and storages
             elif node and _CONTENT.match(node.group(1) or ""):
                 counts["backup_lists"] += 1  # the backup reads' list per target
+            elif path == "/api2/json/cluster/resources":
+                counts["guest_list"] += 1  # the job reads' guests (type=vm)
+            elif path == "/api2/json/cluster/backup":
+                counts["job_list"] += 1  # the job reads' vzdump jobs
+            elif path == "/api2/json/pools" or path.startswith("/api2/json/pools/"):
+                counts["pool_reads"] += 1  # the job reads' pools that enabled jobs select
+            elif node and node.group(1) == "/tasks":
+                counts["task_lists"] += 1  # the job reads' vzdump tasks, once per node
+            elif path == "/api2/json/cluster/status":
+                counts["cluster_status"] += 1  # the cluster's name for the reports
             else:
                 counts["other_reads"] += 1
         elif method in _WRITE_METHODS and path.startswith("/api2/json/storage"):
@@ -617,6 +627,11 @@ def summarise(
                 "scans",
                 "cluster_resources",
                 "backup_lists",
+                "guest_list",
+                "job_list",
+                "pool_reads",
+                "task_lists",
+                "cluster_status",
                 "other_reads",
             )
         },
@@ -690,6 +705,12 @@ def targets(results: Sequence[dict[str, Any]], settings: Settings) -> dict[str, 
         # one backup list per (server, datastore, namespace, user), as the run counted them
         and p.get("backup_lists", 0) == _backup(r).get("pve storage content", 0)
         and p.get("backup_lists", 0) <= r["declared"]
+        # the job reads: each list once, tasks once per node, pools only those jobs select
+        and p.get("guest_list", 0) <= 1
+        and p.get("job_list", 0) <= 1
+        and p.get("cluster_status", 0) <= 1
+        and p.get("task_lists", 0) <= r["nodes"]
+        and p.get("pool_reads", 0) <= p.get("job_list", 0) * r["declared"]
         and p["other_reads"] == 0
         for p, r in zip(reads, results, strict=True)
     )

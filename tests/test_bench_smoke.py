@@ -119,10 +119,14 @@ def test_the_backup_reads_are_told_apart_in_pves_request_log() -> None:
     counts = classify(
         [
             get("/cluster/resources"),  # the backup reads: guests, nodes, storages at once
-            get("/cluster/resources", type="vm"),  # someone else's read
+            get("/cluster/resources", type="vm"),  # the job reads' guests
             get("/nodes/pve1/storage/media/content", content="backup"),
             get("/nodes/pve2/storage"),
-            get("/nodes/pve2/storage/media/status"),
+            get("/cluster/backup"),
+            get("/pools", poolid="web"),
+            get("/nodes/pve2/tasks", typefilter="vzdump"),
+            get("/cluster/status"),
+            get("/nodes/pve2/storage/media/status"),  # nobody's read: counted as other
         ]
     )
 
@@ -130,6 +134,11 @@ def test_the_backup_reads_are_told_apart_in_pves_request_log() -> None:
         "cluster_resources": 1,
         "backup_lists": 1,
         "node_views": 1,
-        "other_reads": 2,
-        "total": 5,
+        "guest_list": 1,
+        "job_list": 1,
+        "pool_reads": 1,
+        "task_lists": 1,
+        "cluster_status": 1,
+        "other_reads": 1,
+        "total": 9,
     }
