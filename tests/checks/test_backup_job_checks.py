@@ -14,6 +14,7 @@ import pytest
 import requests
 from checks_harness import ChecksRun, html_report_text, lab_config
 
+from pbs_compliance.lab import admin_client
 from pbs_compliance.lab.runner import Lab
 
 RunChecks = Callable[..., ChecksRun]
@@ -26,17 +27,8 @@ WHEN = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"
 
 
 def lab_admin(lab: Lab, route: str, body: dict[str, Any]) -> Any:
-    """What `pbs lab guest add` / `pbs lab job add|run` post (over HTTPS, the lab's token)."""
-    pve = json.loads((lab.state_dir / "lab.json").read_text(encoding="utf-8"))["pve"]
-    answer = requests.post(
-        f"{pve['url']}/api2/json/_lab/{route}",
-        json=body,
-        headers={"Authorization": f"PVEAPIToken={pve['token_id']}={pve['token_secret']}"},
-        verify=pve["ca_file"],
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
-    return answer.json()["data"]
+    """What `pbs lab guest add` / `pbs lab job add|run` post: the lab's own admin client."""
+    return admin_client.post(lab.state_dir, route, body, refused="the change")
 
 
 def pve_put_job(lab: Lab, job_id: str, **params: str) -> None:

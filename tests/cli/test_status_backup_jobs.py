@@ -5,23 +5,18 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import requests
 from cli_helpers import Invoke, as_json
 
+from pbs_compliance.lab import admin_client
 from pbs_compliance.lab.runner import Lab
 
 
-def lab_admin(lab: Lab, route: str, body: dict[str, object]) -> None:
-    pve = json.loads((lab.state_dir / "lab.json").read_text(encoding="utf-8"))["pve"]
-    answer = requests.post(
-        f"{pve['url']}/api2/json/_lab/{route}",
-        json=body,
-        headers={"Authorization": f"PVEAPIToken={pve['token_id']}={pve['token_secret']}"},
-        verify=pve["ca_file"],
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
+def lab_admin(lab: Lab, route: str, body: dict[str, Any]) -> Any:
+    """What `pbs lab guest add` / `pbs lab job add|run` post: the lab's own admin client."""
+    return admin_client.post(lab.state_dir, route, body, refused="the change")
 
 
 def pve_put(lab: Lab, path: str, **params: str) -> None:
