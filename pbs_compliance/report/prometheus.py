@@ -126,33 +126,34 @@ def render(cases: Sequence[Case], figures: Figures) -> str:
         "How long the last compliance run took.",
         [({"cluster": cluster}, figures.duration)],
     )
-    if figures.certificates:
-        text.family(
+    # One series per server or storage; a family is left out when its reads were not made.
+    per_key = (
+        (
             "certificate_expiry_timestamp_seconds",
             "When the certificate a PBS serves expires (Unix time).",
-            (
-                ({"cluster": cluster, "server": s}, t)
-                for s, t in sorted(figures.certificates.items())
-            ),
-        )
-    if figures.newest_backup:
-        text.family(
+            "server",
+            figures.certificates,
+        ),
+        (
             "backup_newest_timestamp_seconds",
             "The newest finished backup PVE lists on the storage (Unix time).",
-            (
-                ({"cluster": cluster, "storage": s}, t)
-                for s, t in sorted(figures.newest_backup.items())
-            ),
-        )
-    if figures.used_ratio:
-        text.family(
+            "storage",
+            figures.newest_backup,
+        ),
+        (
             "datastore_used_ratio",
             "Used share of the storage's PBS datastore (0 to 1).",
-            (
-                ({"cluster": cluster, "storage": s}, r)
-                for s, r in sorted(figures.used_ratio.items())
-            ),
-        )
+            "storage",
+            figures.used_ratio,
+        ),
+    )
+    for name, help_text, label, values in per_key:
+        if values:
+            text.family(
+                name,
+                help_text,
+                (({"cluster": cluster, label: k}, v) for k, v in sorted(values.items())),
+            )
     return "\n".join(text.lines) + "\n"
 
 
