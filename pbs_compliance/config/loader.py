@@ -245,7 +245,7 @@ class _Loader:
         nested = self._merge_backups(merged, origin, defaults, entry, path)
         # A password under `defaults:` is shared, so is the variable we suggest for it.
         hint = _env_name(entry) if "password" in entry else "PBS_PASSWORD"
-        self._secret(merged, origin, path, *_STORAGE_SECRET, env_hint=hint)
+        self._secret(merged, origin, *_STORAGE_SECRET, env_hint=hint)
         if isinstance(merged.get("prune_backups"), dict):
             self._unknown_keys(
                 origin["prune_backups"], merged["prune_backups"], list(PruneBackups.model_fields)
@@ -291,7 +291,7 @@ class _Loader:
         values = {k: v for k, v in section.items() if k in allowed}
         origin: dict[str, Path_] = {k: (*path, k) for k in values}
         for field, file_field in _PVE_SECRETS:
-            self._secret(values, origin, path, field, file_field, env_hint=f"PVE_{field.upper()}")
+            self._secret(values, origin, field, file_field, env_hint=f"PVE_{field.upper()}")
         if isinstance(values.get("ca_file"), str):
             ca_file = self._ca_file(values.pop("ca_file"), origin["ca_file"])
             if ca_file is None:  # reported; the other settings are still validated
@@ -357,111 +357,103 @@ class _Loader:
         self,
         values: dict[str, Any],
         origin: dict[str, Path_],
-        path: Path_,
         field: str,
         file_field: str,
         env_hint: str,
     ) -> None:
         """Resolve a secret from `${ENV}` or a file; a literal secret is an error, never used."""
-        given = field in values or file_field in values
-        reported = len(self.issues)
-        self._resolve_secret(values, origin, path, field, file_field, env_hint)
-        if given and len(self.issues) > reported:
-            # Reported already; a stand-in keeps the model from adding "`token_id` is given
-            # without `token_secret`". With issues, no config is returned, so it never leaks.
-            values[field] = _UNRESOLVED
-            origin.setdefault(field, origin.get(file_field, path))
-
-    def _resolve_secret(
-        self,
-        values: dict[str, Any],
-        origin: dict[str, Path_],
-        path: Path_,
-        field: str,
-        file_field: str,
-        env_hint: str,
-    ) -> None:
         literal = values.pop(field, None)
         secret_file = values.pop(file_field, None)
-        if literal is not None and secret_file is not None:
-            self.issue(
-                origin[file_field],
-                f"both `{field}` and `{file_field}` are given",
-                "keep one of them",
-            )
+        if literal is None and secret_file is None:
             return
-        if literal is not None:
+        if secret_file is None:
             where = origin[field]
-            match = _REFERENCE_RE.fullmatch(literal) if isinstance(literal, str) else None
-            if match is None:
-                self.issue(
-                    where,
-                    "a literal secret does not belong in the config file",
-                    f"move it into the environment and write `{field}: ${{{env_hint}}}`, "
-                    f"or into a file readable only by you and write `{file_field}: /path`",
-                )
-                return
-            name = match.group(1)
-            if name not in self.environ:
-                self.issue(where, f"environment variable `{name}` is not set", f"export {name}=...")
-                return
-            if not self.environ[name]:
-                self.issue(where, f"environment variable `{name}` is empty", f"export {name}=...")
-                return
-            flaw = _secret_flaw(self.environ[name])
-            if flaw:
-                self.issue(
-                    where,
-                    f"the value of environment variable `{name}` {flaw}",
-                    f"export {name} without it (`$(cat FILE)` drops a final newline)",
-                )
-                return
-            values[field] = SecretStr(self.environ[name])
-            origin[field] = where
-        elif secret_file is not None:
+            secret = self._env_secret(literal, where, field, file_field, env_hint)
+        else:
             where = origin[file_field]
-            if not isinstance(secret_file, str):
-                self.issue(where, "must be a file path", "e.g. `/etc/pbs-compliance/pbs.pw`")
-                return
-            expanded = self._interpolate(secret_file, where)
-            if expanded is None:
-                return
-            target = self._relative(expanded, where)
-            if target is None:
-                return
-            try:
-                # A regular file (a FIFO would block), private (as ssh wants a key), bounded.
-                data = read_regular(target, _MAX_SECRET, private=True)
-            except TooLarge as exc:
+            if literal is None:
+                secret = self._file_secret(secret_file, where)
+            else:
                 self.issue(
-                    where, exc.describe("secret file", target), "the file must hold only the secret"
+                    where, f"both `{field}` and `{file_field}` are given", "keep one of them"
                 )
-                return
-            except FileProblem as exc:
-                self.issue(where, exc.describe("secret file", target), exc.fix)
-                return
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                self.issue(where, f"cannot read secret file {target}: not UTF-8", "check the path")
-                return
-            # One final line break is how editors and `echo` end a file; it is not the secret's.
-            secret = text.removesuffix("\n").removesuffix("\r")
-            if not secret:
-                self.issue(where, f"secret file {target} is empty", "write the secret into it")
-                return
-            flaw = _secret_flaw(secret)
-            if flaw:
-                lines = len(text.splitlines())
-                what = f"holds {lines} lines" if lines > 1 else flaw
-                self.issue(
-                    where,
-                    f"secret file {target} {what}; it must hold only the secret, on one line",
-                    "write just the secret into it (one final newline is fine)",
-                )
-                return
-            values[field] = SecretStr(secret)
-            origin[field] = where
+                secret = None
+        # Reported when None; a stand-in keeps the model from adding "`token_id` is given without
+        # `token_secret`". With issues, no config is returned, so it never leaks.
+        values[field] = _UNRESOLVED if secret is None else secret
+        origin[field] = where
+
+    def _env_secret(
+        self, literal: Any, where: Path_, field: str, file_field: str, env_hint: str
+    ) -> SecretStr | None:
+        """The secret `${NAME}` names (None, reported, when there is none or it is no secret)."""
+        match = _REFERENCE_RE.fullmatch(literal) if isinstance(literal, str) else None
+        if match is None:
+            self.issue(
+                where,
+                "a literal secret does not belong in the config file",
+                f"move it into the environment and write `{field}: ${{{env_hint}}}`, "
+                f"or into a file readable only by you and write `{file_field}: /path`",
+            )
+            return None
+        name = match.group(1)
+        if name not in self.environ:
+            self.issue(where, f"environment variable `{name}` is not set", f"export {name}=...")
+            return None
+        if not self.environ[name]:
+            self.issue(where, f"environment variable `{name}` is empty", f"export {name}=...")
+            return None
+        flaw = _secret_flaw(self.environ[name])
+        if flaw:
+            self.issue(
+                where,
+                f"the value of environment variable `{name}` {flaw}",
+                f"export {name} without it (`$(cat FILE)` drops a final newline)",
+            )
+            return None
+        return SecretStr(self.environ[name])
+
+    def _file_secret(self, secret_file: Any, where: Path_) -> SecretStr | None:
+        """The secret in the file `secret_file` names (None, reported, when it cannot be)."""
+        if not isinstance(secret_file, str):
+            self.issue(where, "must be a file path", "e.g. `/etc/pbs-compliance/pbs.pw`")
+            return None
+        expanded = self._interpolate(secret_file, where)
+        target = None if expanded is None else self._relative(expanded, where)
+        if target is None:
+            return None
+        try:
+            # A regular file (a FIFO would block), private (as ssh wants a key), bounded.
+            data = read_regular(target, _MAX_SECRET, private=True)
+        except TooLarge as exc:
+            self.issue(
+                where, exc.describe("secret file", target), "the file must hold only the secret"
+            )
+            return None
+        except FileProblem as exc:
+            self.issue(where, exc.describe("secret file", target), exc.fix)
+            return None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            self.issue(where, f"cannot read secret file {target}: not UTF-8", "check the path")
+            return None
+        # One final line break is how editors and `echo` end a file; it is not the secret's.
+        secret = text.removesuffix("\n").removesuffix("\r")
+        if not secret:
+            self.issue(where, f"secret file {target} is empty", "write the secret into it")
+            return None
+        flaw = _secret_flaw(secret)
+        if flaw:
+            lines = len(text.splitlines())
+            what = f"holds {lines} lines" if lines > 1 else flaw
+            self.issue(
+                where,
+                f"secret file {target} {what}; it must hold only the secret, on one line",
+                "write just the secret into it (one final newline is fine)",
+            )
+            return None
+        return SecretStr(secret)
 
     def _interpolate(self, value: str, path: Path_) -> str | None:
         missing: list[str] = []

@@ -11,6 +11,7 @@ import datetime as dt
 import ipaddress
 import re
 import unicodedata
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -98,26 +99,27 @@ def _plain(value: str, what: str) -> None:
             )
 
 
-def _storage_id(value: str) -> str:
-    _plain(value, "storage ID")
+def _rule(
+    what: str, valid: Callable[[str], object], problem: str, *, unicode: bool = False
+) -> Callable[[str], str]:
+    """A validator of one Proxmox name: `_plain`'s rules, then `valid(value)` or a ValueError
+    with `problem` (`{value}` in it is the value as `_shown` shows it). `unicode`: the name may
+    hold any printable character (a PBS user name), only a line break is refused first."""
+
+    def validate(value: str) -> str:
+        if not unicode or "\n" in value or "\r" in value:
+            _plain(value, what)
+        if not valid(value):
+            raise ValueError(problem.format(value=_shown(value)))
+        return value
+
+    return validate
+
+
+def _storage_id_ok(value: str) -> bool:
     if len(value) < 2:
-        raise ValueError(f"storage ID '{value}' cannot be shorter than 2 characters")
-    if not STORAGE_ID_RE.fullmatch(value):
-        raise ValueError(
-            f"storage ID {_shown(value)} contains illegal characters: start with a letter, then "
-            "letters, digits, '-', '_' or '.', and end with a letter or digit"
-        )
-    return value
-
-
-def _fingerprint(value: str) -> str:
-    _plain(value, "fingerprint")
-    if not FINGERPRINT_RE.fullmatch(value):
-        raise ValueError(
-            "must be 32 colon-separated hex bytes (SHA-256), like '54:52:3A:...:D1:54'; "
-            "get it with `pbs fingerprint HOST`"
-        )
-    return value.upper()
+        raise ValueError(f"storage ID {_shown(value)} cannot be shorter than 2 characters")
+    return STORAGE_ID_RE.fullmatch(value) is not None
 
 
 def is_ip(value: str) -> bool:
@@ -131,54 +133,54 @@ def is_ip(value: str) -> bool:
     return True
 
 
-def _server(value: str) -> str:
+def _host_ok(value: str) -> bool:
     """pve-storage-server: an IP address or a DNS name (NFSPlugin.pm verify_server)."""
-    _plain(value, "server")
-    if not is_ip(value) and not HOSTNAME_RE.fullmatch(value):
-        raise ValueError(
-            f"{_shown(value)} is neither a host name nor an IPv4/IPv6 address "
-            "(write IPv6 without brackets, and the port in `port:`)"
-        )
-    return value
+    return is_ip(value) or HOSTNAME_RE.fullmatch(value) is not None
 
 
-def _username(value: str) -> str:
-    if "\n" in value or "\r" in value:
-        _plain(value, "username")
-    if not USERNAME_RE.fullmatch(value):
-        raise ValueError(
-            f"'{value}' is not a PBS user or token id; write `user@realm` (e.g. root@pam) or "
-            "`user@realm!tokenname`"
-        )
-    return value
-
-
-def _datastore(value: str) -> str:
-    _plain(value, "datastore")
-    if not DATASTORE_RE.fullmatch(value):
-        raise ValueError(
-            f"{_shown(value)} is not a valid PBS datastore name (3 to 32 letters, digits, '.', "
-            "'_', '-')"
-        )
-    return value
-
-
-def _namespace(value: str) -> str:
-    _plain(value, "namespace")
+def _namespace_ok(value: str) -> bool:
+    # At most 7 levels of at most 32 characters: 230 in all, within PBS's 256.
     parts = value.split("/")
-    if len(value) > 256 or len(parts) > 7 or not all(NS_PART_RE.fullmatch(p) for p in parts):
-        raise ValueError(
-            f"'{value}' is not a valid PBS namespace: up to 7 levels like `prod/vms`, each 1 to 32 "
-            "letters, digits, '.', '_', '-'"
-        )
-    return value
+    return len(parts) <= 7 and all(NS_PART_RE.fullmatch(p) for p in parts)
 
 
-def _node(value: str) -> str:
-    _plain(value, "node name")
-    if not NODE_NAME_RE.fullmatch(value):
-        raise ValueError(f"{_shown(value)} is not a valid node name")
-    return value
+_storage_id = _rule(
+    "storage ID",
+    _storage_id_ok,
+    "storage ID {value} contains illegal characters: start with a letter, then letters, digits, "
+    "'-', '_' or '.', and end with a letter or digit",
+)
+_fingerprint = _rule(
+    "fingerprint",
+    FINGERPRINT_RE.fullmatch,
+    "must be 32 colon-separated hex bytes (SHA-256), like '54:52:3A:...:D1:54'; get it with "
+    "`pbs fingerprint HOST`",
+)
+_server = _rule(
+    "server",
+    _host_ok,
+    "{value} is neither a host name nor an IPv4/IPv6 address (write IPv6 without brackets, and "
+    "the port in `port:`)",
+)
+_username = _rule(
+    "username",
+    USERNAME_RE.fullmatch,
+    "{value} is not a PBS user or token id; write `user@realm` (e.g. root@pam) or "
+    "`user@realm!tokenname`",
+    unicode=True,
+)
+_datastore = _rule(
+    "datastore",
+    DATASTORE_RE.fullmatch,
+    "{value} is not a valid PBS datastore name (3 to 32 letters, digits, '.', '_', '-')",
+)
+_namespace = _rule(
+    "namespace",
+    _namespace_ok,
+    "{value} is not a valid PBS namespace: up to 7 levels like `prod/vms`, each 1 to 32 letters, "
+    "digits, '.', '_', '-'",
+)
+_node = _rule("node name", NODE_NAME_RE.fullmatch, "{value} is not a valid node name")
 
 
 def _as_list(value: object) -> object:
@@ -189,7 +191,7 @@ def _as_list(value: object) -> object:
 
 
 StorageId = Annotated[str, AfterValidator(_storage_id)]
-Fingerprint = Annotated[str, AfterValidator(_fingerprint)]
+Fingerprint = Annotated[str, AfterValidator(_fingerprint), AfterValidator(str.upper)]
 Server = Annotated[str, AfterValidator(_server)]
 Username = Annotated[str, AfterValidator(_username)]
 Datastore = Annotated[str, AfterValidator(_datastore)]
@@ -334,66 +336,58 @@ class StorageSpec(_Frozen):
 CLUSTER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
+def _pve_address(value: str) -> bool:
+    """`https://HOST[:PORT][/]` (HOST a DNS name, IPv4 or `[IPv6]`), or a bare DNS name or IPv4."""
+    match = PVE_URL_RE.fullmatch(value)
+    if match is None:
+        return HOSTNAME_RE.fullmatch(value) is not None
+    host, port = match.group(1), match.group(2)
+    if host.startswith("["):
+        host_ok = ":" in host and is_ip(host[1:-1])
+    else:
+        host_ok = is_ip(host) or HOSTNAME_RE.fullmatch(host) is not None
+    return host_ok and (port is None or 1 <= int(port[1:]) <= 65535)
+
+
+_url = _rule(
+    "url",
+    _pve_address,
+    "{value} is not a PVE address; write `https://pve1.example:8006` or a host name",
+)
+_cluster_name = _rule(
+    "name",
+    CLUSTER_NAME_RE.fullmatch,
+    "{value} is not a cluster name for reports; use 1 to 63 letters, digits, '.', '-' or '_', "
+    "starting with a letter or digit, e.g. `site-a`",
+)
+_token_id = _rule(
+    "token_id",
+    PVE_TOKEN_ID_RE.fullmatch,
+    "{value} is not an API token id; write `user@realm!tokenname`",
+    unicode=True,
+)
+_user = _rule(
+    "user",
+    PVE_USER_RE.fullmatch,
+    "{value} is not a PVE user id; write `user@realm`, e.g. `root@pam`",
+    unicode=True,
+)
+
+
 class PveSettings(_Frozen):
     """How to reach the PVE cluster. Secrets are resolved by the loader, never literals."""
 
-    url: str | None = None
+    url: Annotated[str, AfterValidator(_url)] | None = None
     # The cluster's name in reports (JUnit suite, HTML, Prometheus `cluster` label); default:
     # PVE's cluster name (`/cluster/status`), else the host of `url`.
-    name: str | None = None
-    token_id: str | None = None
+    name: Annotated[str, AfterValidator(_cluster_name)] | None = None
+    token_id: Annotated[str, AfterValidator(_token_id)] | None = None
     token_secret: SecretStr | None = None
-    user: str | None = None
+    user: Annotated[str, AfterValidator(_user)] | None = None
     password: SecretStr | None = None
     verify_ssl: bool = True
     ca_file: Path | None = None
     timeout: Annotated[float, Field(gt=0, le=600)] = 10.0
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        _plain(value, "url")
-        if not _pve_address(value):
-            raise ValueError(
-                f"{_shown(value)} is not a PVE address; write `https://pve1.example:8006` or a "
-                "host name"
-            )
-        return value
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        if value is not None and not CLUSTER_NAME_RE.fullmatch(value):
-            _plain(value, "name")
-            raise ValueError(
-                f"{_shown(value)} is not a cluster name for reports; use 1 to 63 letters, "
-                "digits, '.', '-' or '_', starting with a letter or digit, e.g. `site-a`"
-            )
-        return value
-
-    @field_validator("token_id")
-    @classmethod
-    def _token_id(cls, value: str | None) -> str | None:
-        if value is not None and ("\n" in value or "\r" in value):
-            _plain(value, "token_id")
-        if value is not None and not PVE_TOKEN_ID_RE.fullmatch(value):
-            raise ValueError(
-                f"{_shown(value)} is not an API token id; write `user@realm!tokenname`"
-            )
-        return value
-
-    @field_validator("user")
-    @classmethod
-    def _user(cls, value: str | None) -> str | None:
-        if value is not None and ("\n" in value or "\r" in value):
-            _plain(value, "user")
-        if value is not None and not PVE_USER_RE.fullmatch(value):
-            raise ValueError(
-                f"{_shown(value)} is not a PVE user id; write `user@realm`, e.g. `root@pam`"
-            )
-        return value
 
     @model_validator(mode="after")
     def _credentials_in_pairs(self) -> PveSettings:
@@ -408,19 +402,6 @@ class PveSettings(_Frozen):
                     "plus `token_secret`, a login is `user` plus `password`), or neither"
                 )
         return self
-
-
-def _pve_address(value: str) -> bool:
-    """`https://HOST[:PORT][/]` (HOST a DNS name, IPv4 or `[IPv6]`), or a bare DNS name or IPv4."""
-    match = PVE_URL_RE.fullmatch(value)
-    if match is None:
-        return HOSTNAME_RE.fullmatch(value) is not None
-    host, port = match.group(1), match.group(2)
-    if host.startswith("["):
-        host_ok = ":" in host and is_ip(host[1:-1])
-    else:
-        host_ok = is_ip(host) or HOSTNAME_RE.fullmatch(host) is not None
-    return host_ok and (port is None or 1 <= int(port[1:]) <= 65535)
 
 
 def _nameserver(value: str) -> str:
@@ -472,13 +453,11 @@ def _one_or_list(value: object) -> object:
     return _as_list(value)
 
 
-def _tag(value: str) -> str:
-    _plain(value, "tag")
-    if not TAG_RE.fullmatch(value):
-        raise ValueError(
-            f"{_shown(value)} is not a PVE tag (letters, digits, '_', then also '-', '+', '.')"
-        )
-    return value
+_tag = _rule(
+    "tag",
+    TAG_RE.fullmatch,
+    "{value} is not a PVE tag (letters, digits, '_', then also '-', '+', '.')",
+)
 
 
 class CoverageSettings(_Frozen):
