@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import errno
 import ipaddress
 import socket
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal, Self, cast
+
+from pydantic import TypeAdapter
 
 ConnectErrorKind = Literal["refused", "timeout", "unreachable", "error"]
 
@@ -48,9 +50,23 @@ def classify_connect_error(
     return "error", f"cannot connect to {where}: {exc.strerror or exc}"
 
 
-def to_iso(value: dt.datetime) -> str:
-    return value.isoformat()
+class JsonForm:
+    """`to_dict`/`from_dict` for a probe's frozen dataclass: pydantic's JSON form of its fields
+    (the one the evidence file holds them in), so a field added cannot be left out of either."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return cast(dict[str, Any], _adapter(type(self)).dump_python(self, mode="json"))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cast(Self, _adapter(cls).validate_python(data))
 
 
-def from_iso(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text)
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {}
+
+
+def _adapter(kind: type) -> TypeAdapter[Any]:
+    """One adapter per class, built at first use (after the dataclass decorator has run)."""
+    if kind not in _ADAPTERS:
+        _ADAPTERS[kind] = TypeAdapter(kind)
+    return _ADAPTERS[kind]

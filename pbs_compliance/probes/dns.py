@@ -10,7 +10,7 @@ import ipaddress
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import dns.exception
 import dns.flags
@@ -20,7 +20,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from pbs_compliance.probes._common import endpoint, is_ip_literal
+from pbs_compliance.probes._common import JsonForm, endpoint, is_ip_literal
 
 # "unexpected": the probe itself broke (a bug, a library's warning raised as an error).
 AnswerKind = Literal[
@@ -31,7 +31,7 @@ __all__ = ["AnswerKind", "DnsResult", "ResolverAnswer", "interpret", "resolve"]
 
 
 @dataclass(frozen=True)
-class ResolverAnswer:
+class ResolverAnswer(JsonForm):
     """What one nameserver answered for A + AAAA."""
 
     nameserver: str
@@ -58,30 +58,9 @@ class ResolverAnswer:
         }[self.kind]
         return text
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "nameserver": self.nameserver,
-            "port": self.port,
-            "kind": self.kind,
-            "addresses": list(self.addresses),
-            "elapsed": self.elapsed,
-            "detail": self.detail,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ResolverAnswer:
-        return cls(
-            nameserver=str(data["nameserver"]),
-            port=int(data["port"]),
-            kind=data["kind"],
-            addresses=tuple(data.get("addresses", ())),
-            elapsed=float(data.get("elapsed", 0.0)),
-            detail=str(data.get("detail", "")),
-        )
-
 
 @dataclass(frozen=True)
-class DnsResult:
+class DnsResult(JsonForm):
     name: str
     addresses: tuple[str, ...]
     answers: tuple[ResolverAnswer, ...]
@@ -130,23 +109,6 @@ class DnsResult:
         if self.ok:
             text += " (resolvers disagree)"
         return f"{text}. Fix: {self.hint}" if self.hint else text
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "addresses": list(self.addresses),
-            "answers": [a.to_dict() for a in self.answers],
-            "is_literal": self.is_literal,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DnsResult:
-        return cls(
-            name=str(data["name"]),
-            addresses=tuple(data["addresses"]),
-            answers=tuple(ResolverAnswer.from_dict(a) for a in data["answers"]),
-            is_literal=bool(data["is_literal"]),
-        )
 
 
 def resolve(name: str, nameservers: Sequence[tuple[str, int]], timeout: float) -> DnsResult:

@@ -5,15 +5,19 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
 
-from pbs_compliance.probes._common import ConnectErrorKind, classify_connect_error, endpoint
+from pbs_compliance.probes._common import (
+    ConnectErrorKind,
+    JsonForm,
+    classify_connect_error,
+    endpoint,
+)
 
 __all__ = ["TcpResult", "connect"]
 
 
 @dataclass(frozen=True)
-class TcpResult:
+class TcpResult(JsonForm):
     address: str
     port: int
     ok: bool
@@ -25,27 +29,6 @@ class TcpResult:
         if self.ok:
             return f"TCP {endpoint(self.address, self.port)} open ({self.elapsed * 1000:.0f} ms)"
         return f"TCP {self.error}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "address": self.address,
-            "port": self.port,
-            "ok": self.ok,
-            "error": self.error,
-            "elapsed": self.elapsed,
-            "kind": self.kind,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TcpResult:
-        return cls(
-            address=str(data["address"]),
-            port=int(data["port"]),
-            ok=bool(data["ok"]),
-            error=data.get("error"),
-            elapsed=float(data["elapsed"]),
-            kind=data.get("kind"),
-        )
 
 
 def connect(address: str, port: int, timeout: float) -> TcpResult:

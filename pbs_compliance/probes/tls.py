@@ -22,17 +22,16 @@ import select
 import socket
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Literal
 
 from cryptography import x509
 from OpenSSL import SSL, crypto
 
 from pbs_compliance.probes._common import (
+    JsonForm,
     classify_connect_error,
     endpoint,
-    from_iso,
     is_ip_literal,
-    to_iso,
 )
 
 TlsErrorKind = Literal["refused", "timeout", "unreachable", "error", "tls", "closed"]
@@ -53,7 +52,7 @@ def normalize_fingerprint(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class CertificateFacts:
+class CertificateFacts(JsonForm):
     subject: str
     issuer: str
     not_before: dt.datetime
@@ -76,31 +75,6 @@ class CertificateFacts:
 
     def matches(self, fingerprint: str) -> bool:
         return normalize_fingerprint(fingerprint) == self.fingerprint
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "subject": self.subject,
-            "issuer": self.issuer,
-            "not_before": to_iso(self.not_before),
-            "not_after": to_iso(self.not_after),
-            "serial": self.serial,
-            "fingerprint": self.fingerprint,
-            "sans": list(self.sans),
-            "problems": list(self.problems),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CertificateFacts:
-        return cls(
-            subject=str(data["subject"]),
-            issuer=str(data["issuer"]),
-            not_before=from_iso(data["not_before"]),
-            not_after=from_iso(data["not_after"]),
-            serial=int(data["serial"]),
-            fingerprint=str(data["fingerprint"]),
-            sans=tuple(data["sans"]),
-            problems=tuple(data.get("problems", ())),
-        )
 
 
 def facts_from_der(der: bytes) -> CertificateFacts:
@@ -190,7 +164,7 @@ def _encode(tag: int, content: bytes) -> bytes:
 
 
 @dataclass(frozen=True)
-class TlsResult:
+class TlsResult(JsonForm):
     address: str
     port: int
     server_name: str | None
@@ -222,34 +196,6 @@ class TlsResult:
         return (
             f"TLS {where}: {self.protocol}, certificate {cert.subject} "
             f"(fingerprint {cert.fingerprint}, valid until {cert.not_after:%Y-%m-%d})"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "address": self.address,
-            "port": self.port,
-            "server_name": self.server_name,
-            "ok": self.ok,
-            "error": self.error,
-            "elapsed": self.elapsed,
-            "certificate": self.certificate.to_dict() if self.certificate else None,
-            "protocol": self.protocol,
-            "kind": self.kind,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TlsResult:
-        cert = data.get("certificate")
-        return cls(
-            address=str(data["address"]),
-            port=int(data["port"]),
-            server_name=data.get("server_name"),
-            ok=bool(data["ok"]),
-            error=data.get("error"),
-            elapsed=float(data["elapsed"]),
-            certificate=CertificateFacts.from_dict(cert) if cert else None,
-            protocol=data.get("protocol"),
-            kind=data.get("kind"),
         )
 
 
