@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +69,7 @@ class Case:
     message: str = ""
 
     def to_dict(self) -> dict[str, str]:
-        return {
-            "storage": self.storage,
-            "check": self.check,
-            "node": self.node,
-            "outcome": self.outcome,
-            "message": self.message,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
