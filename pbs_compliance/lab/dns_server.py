@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
-import selectors
 import socket
 import threading
 from collections.abc import Mapping, Sequence
@@ -26,6 +25,8 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+
+from pbs_compliance.lab.serving import SelectLoop
 
 Fault = Literal["servfail", "silence"]
 
@@ -144,8 +145,7 @@ class DnsServer:
         self._asked: list[tuple[str, str]] = []
         self._udp: socket.socket | None = None
         self._tcp: socket.socket | None = None
-        self._wake: tuple[socket.socket, socket.socket] | None = None
-        self._thread: threading.Thread | None = None
+        self._loop: SelectLoop | None = None
         self._connections: set[socket.socket] = set()
         self._workers: set[threading.Thread] = set()
 
@@ -174,30 +174,23 @@ class DnsServer:
         self._fault = fault
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._loop is not None:
             return
         self._udp, self._tcp = self._bind_pair()
         self.port = self._udp.getsockname()[1]
         self._tcp.listen(64)
         self._udp.setblocking(False)
         self._tcp.setblocking(False)
-        self._wake = socket.socketpair()
-        self._thread = threading.Thread(
-            target=self._loop,
-            args=(self._udp, self._tcp, self._wake[0]),
-            name=f"dns-{self.address}:{self.port}",
-            daemon=True,
+        self._loop = SelectLoop(
+            [self._udp, self._tcp], self._ready, f"dns-{self.address}:{self.port}"
         )
-        self._thread.start()
 
     def stop(self) -> None:
-        thread, wake = self._thread, self._wake
-        if thread is None or wake is None:
+        loop, self._loop = self._loop, None
+        if loop is None:
             return
-        wake[1].send(b"x")
-        thread.join(timeout=5.0)
-        self._thread = self._wake = None
-        for sock in (*wake, self._udp, self._tcp):
+        loop.stop()
+        for sock in (self._udp, self._tcp):
             if sock is not None:
                 sock.close()
         self._udp = self._tcp = None
@@ -252,23 +245,16 @@ class DnsServer:
             truncated.flags |= dns.flags.TC | dns.flags.AA
             return truncated.to_wire()
 
-    def _loop(self, udp: socket.socket, tcp: socket.socket, wake: socket.socket) -> None:
-        with selectors.DefaultSelector() as selector:
-            for sock in (udp, tcp, wake):
-                selector.register(sock, selectors.EVENT_READ)
-            while True:
-                for key, _ in selector.select():
-                    if key.fileobj is wake:
-                        return
-                    try:
-                        if key.fileobj is udp:
-                            self._serve_udp(udp)
-                        else:
-                            self._accept_tcp(tcp)
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    except OSError:
-                        continue  # e.g. ICMP-triggered errors from a vanished client
+    def _ready(self, sock: socket.socket) -> bool:
+        """Serve one UDP query or accept one TCP connection; keep going whatever happens."""
+        try:
+            if sock.type == socket.SOCK_DGRAM:
+                self._serve_udp(sock)
+            else:
+                self._accept_tcp(sock)
+        except OSError:
+            pass  # not ready after all, or e.g. ICMP-triggered errors from a vanished client
+        return True
 
     def _serve_udp(self, udp: socket.socket) -> None:
         data, peer = udp.recvfrom(65535)

@@ -21,7 +21,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import selectors
 import socket
 import socketserver
 import ssl
@@ -29,7 +28,6 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -45,6 +43,7 @@ from pbs_compliance.lab.pbs_datastore import (
     list_namespaces,
     list_snapshots,
 )
+from pbs_compliance.lab.serving import MethodHandler, SelectLoop
 
 Mode = Literal["up", "down", "blackhole"]
 
@@ -322,31 +321,14 @@ def _body_params(request: _Request) -> dict[str, str]:
 _NO_SERVER = cast("socketserver.BaseServer", None)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(MethodHandler):
     server_version = "proxmox-backup-lab"
-    sys_version = ""
     timeout = IDLE_TIMEOUT
 
     def __init__(self, request: ssl.SSLSocket, address: Any, pbs: PbsServer) -> None:
         self.pbs = pbs
         self._first_request = True
         super().__init__(request, address, _NO_SERVER)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: request lines would interleave with test output (and carry no secrets)."""
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
         if self._first_request:
@@ -406,8 +388,7 @@ class PbsServer:
         self._expired_cert: CertPair | None = expired_certificate
         self._ssl_context: ssl.SSLContext | None = None
         self._socket: socket.socket | None = None  # listening, or bound-only while down
-        self._accept_thread: threading.Thread | None = None
-        self._wake: tuple[socket.socket, socket.socket] | None = None
+        self._accepting: SelectLoop | None = None
         self._parked: list[socket.socket] = []
         self._connections: set[socket.socket] = set()
         self._workers: set[threading.Thread] = set()
@@ -572,16 +553,7 @@ class PbsServer:
         assert self._socket is not None
         self._socket.listen(128)
         self._socket.setblocking(False)
-        wake = socket.socketpair()
-        self._wake = wake
-        thread = threading.Thread(
-            target=self._accept_loop,
-            args=(self._socket, wake[0]),
-            name=f"pbs-accept-{self.spec.name}",
-            daemon=True,
-        )
-        self._accept_thread = thread
-        thread.start()
+        self._accepting = SelectLoop([self._socket], self._accept, f"pbs-accept-{self.spec.name}")
 
     def _go_down(self) -> None:
         """Close the listener but keep the port: bind a non-listening twin first (REUSEPORT)."""
@@ -594,31 +566,20 @@ class PbsServer:
         self._drop_connections()
 
     def _stop_accepting(self) -> None:
-        thread, wake = self._accept_thread, self._wake
-        self._accept_thread, self._wake = None, None
-        if wake is not None:
-            wake[1].send(b"x")
-        if thread is not None:
-            thread.join(timeout=5.0)
-        if wake is not None:
-            wake[0].close()
-            wake[1].close()
+        accepting, self._accepting = self._accepting, None
+        if accepting is not None:
+            accepting.stop()
 
-    def _accept_loop(self, listener: socket.socket, wake: socket.socket) -> None:
-        with selectors.DefaultSelector() as selector:
-            selector.register(listener, selectors.EVENT_READ)
-            selector.register(wake, selectors.EVENT_READ)
-            while True:
-                for key, _ in selector.select():
-                    if key.fileobj is wake:
-                        return
-                    try:
-                        conn, peer = listener.accept()
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    except OSError:
-                        return
-                    self._dispatch(conn, peer)
+    def _accept(self, listener: socket.socket) -> bool:
+        """Take one connection; False once the listener is gone."""
+        try:
+            conn, peer = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
+        self._dispatch(conn, peer)
+        return True
 
     def _dispatch(self, conn: socket.socket, peer: Any) -> None:
         with self._conn_lock:

@@ -21,7 +21,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from pbs_compliance.lab.pve_nodes import (
 from pbs_compliance.lab.pve_schema import Params, Prop, Value, validate
 from pbs_compliance.lab.pve_state import StorageStore
 from pbs_compliance.lab.pve_tasks import list_tasks
+from pbs_compliance.lab.serving import MethodHandler
 from pbs_compliance.lab.storage import (
     create_storage,
     delete_storage,
@@ -559,26 +560,11 @@ def _lab_body(req: _Request) -> dict[str, Any]:
 # ---- the HTTPS server ------------------------------------------------------------------
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(MethodHandler):
+    """Silent (the JSON request log is the record)."""
+
     server: _Server
-    protocol_version = "HTTP/1.1"
     server_version = "pve-api-daemon/3.0"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silenced: the JSON request log is the record."""
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
