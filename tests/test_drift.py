@@ -6,15 +6,12 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from spec_builders import FP as OTHER_FINGERPRINT
+from spec_builders import SEED_FP as FINGERPRINT
+from spec_builders import entry_builder
 
 from pbs_compliance.drift import Drift, PropertyDiff, diff
 from pbs_compliance.essence import MANAGED, Essence, essence_from_api
-
-FINGERPRINT = (
-    "54:52:3A:D2:43:F0:80:66:E3:D0:BB:D6:0B:28:50:9F:"
-    "C6:1C:73:BD:45:EA:D0:38:BC:25:54:EE:A4:D5:D1:54"
-)
-OTHER_FINGERPRINT = ":".join(["AB"] * 32)
 
 DECLARED = Essence(
     name="pbs1",
@@ -25,21 +22,14 @@ DECLARED = Essence(
 )
 
 
-def live_entry(**changes: Any) -> dict[str, Any]:
-    """A GET /storage entry matching DECLARED; a value of None removes the key."""
-    entry: dict[str, Any] = {
-        "storage": "pbs1",
-        "type": "pbs",
-        "server": "pbs.example",
-        "datastore": "store1",
-        "content": "backup",
-        "fingerprint": FINGERPRINT,
-        "prune-backups": "keep-daily=7,keep-weekly=4",
-        "shared": 1,
-        "digest": "0" * 40,
-    }
-    entry.update(changes)
-    return {key: value for key, value in entry.items() if value is not None}
+# A GET /storage entry matching DECLARED; a value of None removes the key.
+live_entry = entry_builder(
+    storage="pbs1",
+    server="pbs.example",
+    datastore="store1",
+    fingerprint=FINGERPRINT,
+    **{"prune-backups": "keep-daily=7,keep-weekly=4"},
+)
 
 
 def drift_of(**changes: Any) -> Drift:

@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
+from spec_builders import SEED_FP as FINGERPRINT
+from spec_builders import storage_builder
 
 from pbs_compliance.config import PruneBackups, StorageSpec
 from pbs_compliance.drift import diff
@@ -24,23 +26,27 @@ from pbs_compliance.essence import (
     to_api_params,
 )
 
-FINGERPRINT = (
-    "54:52:3A:D2:43:F0:80:66:E3:D0:BB:D6:0B:28:50:9F:"
-    "C6:1C:73:BD:45:EA:D0:38:BC:25:54:EE:A4:D5:D1:54"
-)
 DIGEST = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
-
-
-def seed_spec(**changes: Any) -> StorageSpec:
-    values: dict[str, Any] = {
-        "name": "homelab-backup",
-        "server": "proxmox-backup-server.maas",
-        "datastore": "homelab-backup",
-        "fingerprint": FINGERPRINT,
-        "prune_backups": PruneBackups(keep_daily=7, keep_weekly=4, keep_monthly=3),
-        "description": "Primary PBS storage for homelab backups",
-    }
-    return StorageSpec(**(values | changes))
+# The storage of PVE's sample entry.
+seed_spec = storage_builder(
+    name="homelab-backup",
+    server="proxmox-backup-server.maas",
+    datastore="homelab-backup",
+    fingerprint=FINGERPRINT,
+    prune_backups=PruneBackups(keep_daily=7, keep_weekly=4, keep_monthly=3),
+    description="Primary PBS storage for homelab backups",
+)
+# The second entry of PVE's sample, every optional property set.
+OFFSITE: dict[str, Any] = {
+    "name": "offsite",
+    "server": "10.0.0.5",
+    "datastore": "offsite",
+    "enabled": False,
+    "username": "sync@pbs!ci",
+    "port": 8207,
+    "namespace": "prod/vms",
+    "max_protected_backups": 10,
+}
 
 
 # -- to_api_params ------------------------------------------------------------------------------
@@ -61,15 +67,8 @@ def test_the_seed_maps_to_the_post_parameters_pve_stored_in_the_sample() -> None
 
 def test_every_optional_property_is_sent_as_pve_text_with_booleans_as_digits() -> None:
     spec = seed_spec(
-        name="offsite",
-        server="10.0.0.5",
-        datastore="offsite",
-        enabled=False,
-        username="sync@pbs!ci",
-        port=8207,
-        namespace="prod/vms",
+        **OFFSITE,
         nodes=("pve2", "pve1"),
-        max_protected_backups=10,
         prune_backups=PruneBackups(keep_all=True),
         password=SecretStr("s3cret"),
     )
@@ -181,18 +180,7 @@ def test_a_get_entry_with_json_numbers_reads_back_as_the_declared_essence() -> N
         "shared": 1,
         "digest": DIGEST,
     }
-    declared = seed_spec(
-        name="offsite",
-        server="10.0.0.5",
-        datastore="offsite",
-        enabled=False,
-        username="sync@pbs!ci",
-        port=8207,
-        namespace="prod/vms",
-        nodes=("pve1", "pve2"),
-        max_protected_backups=10,
-        prune_backups=None,
-    )
+    declared = seed_spec(**OFFSITE, nodes=("pve1", "pve2"), prune_backups=None)
 
     essence = essence_from_api(live)
 

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import SecretStr
+from spec_builders import FP as FINGERPRINT
+from spec_builders import storage_builder
 
 from pbs_compliance.config import PruneBackups, StorageSpec, load_config
 from pbs_compliance.essence import (
@@ -24,17 +26,7 @@ from pbs_compliance.lab.runner import Lab
 from pbs_compliance.settings import Overrides, resolve
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "pbs-storage.example.yaml"
-FINGERPRINT = ":".join(["AB"] * 32)
-
-
-def spec(**changes: Any) -> StorageSpec:
-    values: dict[str, Any] = {
-        "name": "pbs1",
-        "server": "pbs.example",
-        "datastore": "store1",
-        "fingerprint": FINGERPRINT,
-    }
-    return StorageSpec(**(values | changes))
+spec = storage_builder()
 
 
 EVERY_FIELD = spec(

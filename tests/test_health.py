@@ -8,6 +8,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from spec_builders import storage_builder
 
 from pbs_compliance import health
 from pbs_compliance.backup_reads import (
@@ -24,7 +25,6 @@ from pbs_compliance.config.model import BackupHealth
 from pbs_compliance.evidence import LiveState, ServerEvidence
 from pbs_compliance.probes.dns import DnsResult
 
-FP = ":".join(["AB"] * 32)
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 T = int(NOW.timestamp())
 H = 3600
@@ -32,14 +32,7 @@ TIB = 1024**4
 ALL = ("Datastore.Audit", "Datastore.Backup", "Datastore.Read")
 
 
-def spec(**values: Any) -> StorageSpec:
-    base: dict[str, Any] = {
-        "name": "homelab",
-        "server": "pbs1.example",
-        "datastore": "store1",
-        "fingerprint": FP,
-    }
-    return StorageSpec(**{**base, **values})
+spec = storage_builder(name="homelab", server="pbs1.example")
 
 
 def pbs_target(s: StorageSpec, **values: Any) -> PbsTarget:

@@ -7,42 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from spec_builders import FP, certificate, entry_builder, storage_builder
 
 from pbs_compliance import verdicts
-from pbs_compliance.config import ComplianceConfig, StorageSpec
+from pbs_compliance.config import ComplianceConfig
 from pbs_compliance.evidence import LiveState, NodeScan, ServerEvidence, scan_key
 from pbs_compliance.probes.dns import DnsResult, ResolverAnswer
 from pbs_compliance.probes.tcp import TcpResult
 from pbs_compliance.probes.tls import CertificateFacts, TlsResult
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
-FP = ":".join(["AB"] * 32)
 OTHER_FP = ":".join(["CD"] * 32)
-
-
-def spec(**overrides: Any) -> StorageSpec:
-    values: dict[str, Any] = {
-        "name": "homelab-backup",
-        "server": "pbs1.example",
-        "datastore": "homelab",
-        "fingerprint": FP,
-    }
-    values.update(overrides)
-    return StorageSpec.model_validate(values)
-
-
-def cert(
-    not_before: dt.datetime, not_after: dt.datetime, fingerprint: str = FP
-) -> CertificateFacts:
-    return CertificateFacts(
-        subject="CN=pbs1.example",
-        issuer="CN=pbs1.example",
-        not_before=not_before,
-        not_after=not_after,
-        serial=1,
-        fingerprint=fingerprint,
-        sans=("DNS:pbs1.example",),
-    )
+spec = storage_builder(name="homelab-backup", server="pbs1.example", datastore="homelab")
+cert = certificate
 
 
 def evidence(
@@ -146,19 +123,9 @@ def live(*entries: dict[str, Any], **kwargs: Any) -> LiveState:
     return LiveState(storages=list(entries), nodes=kwargs.pop("nodes", ["pve1", "pve2"]), **kwargs)
 
 
-def pbs_entry(**overrides: Any) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "storage": "homelab-backup",
-        "type": "pbs",
-        "server": "pbs1.example",
-        "datastore": "homelab",
-        "fingerprint": FP.lower(),
-        "content": "backup",
-        "shared": 1,
-        "digest": "0" * 40,
-    }
-    entry.update(overrides)
-    return entry
+pbs_entry = entry_builder(
+    storage="homelab-backup", server="pbs1.example", datastore="homelab", fingerprint=FP.lower()
+)
 
 
 def test_drift_skips_without_credentials_and_fails_when_pve_is_unreachable() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from spec_builders import FP, certificate, entry_builder, storage_builder
 
 from pbs_compliance import verdicts
 from pbs_compliance.config import ComplianceConfig, StorageSpec
@@ -27,7 +28,6 @@ from pbs_compliance.verdicts import Status, Verdict
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
 NAME = "homelab-backup"
 SERVER = "pbs1.example"
-FP = ":".join(["AB"] * 32)
 OTHER_FP = ":".join(["CD"] * 32)
 DISABLED = f"'{NAME}' is declared `enabled: false`: connectivity is not checked"
 FIX_NODE = (
@@ -36,11 +36,7 @@ FIX_NODE = (
 )
 
 
-def spec(**overrides: Any) -> StorageSpec:
-    values: dict[str, Any] = {"name": NAME, "server": SERVER, "datastore": "homelab"}
-    values["fingerprint"] = FP
-    values.update(overrides)
-    return StorageSpec.model_validate(values)
+spec = storage_builder(name=NAME, server=SERVER, datastore="homelab")
 
 
 def cert(
@@ -48,15 +44,7 @@ def cert(
     not_after: dt.datetime = NOW + dt.timedelta(days=300),
     fingerprint: str = FP,
 ) -> CertificateFacts:
-    return CertificateFacts(
-        subject="CN=pbs1.example",
-        issuer="CN=Lab CA",
-        not_before=not_before,
-        not_after=not_after,
-        serial=1,
-        fingerprint=fingerprint,
-        sans=("DNS:pbs1.example",),
-    )
+    return certificate(not_before, not_after, fingerprint, issuer="CN=Lab CA")
 
 
 def handshake(facts: CertificateFacts | None = None) -> TlsResult:
@@ -307,19 +295,7 @@ def live(*entries: dict[str, Any], **kwargs: Any) -> LiveState:
     return LiveState(storages=list(entries), nodes=kwargs.pop("nodes", ["pve1", "pve2"]), **kwargs)
 
 
-def pbs_entry(**overrides: Any) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "storage": NAME,
-        "type": "pbs",
-        "server": SERVER,
-        "datastore": "homelab",
-        "fingerprint": FP.lower(),
-        "content": "backup",
-        "shared": 1,
-        "digest": "0" * 40,
-    }
-    entry.update(overrides)
-    return entry
+pbs_entry = entry_builder(storage=NAME, server=SERVER, datastore="homelab", fingerprint=FP.lower())
 
 
 UNAVAILABLE = [

@@ -10,30 +10,23 @@ import datetime as dt
 import hashlib
 from typing import Any
 
+from spec_builders import FP, storage_builder
+
 from pbs_compliance import verdicts
-from pbs_compliance.config import StorageSpec
 from pbs_compliance.evidence import Evidence, LiveState, NodeScan, ServerEvidence, scan_key
 from pbs_compliance.probes.dns import DnsResult, ResolverAnswer
 from pbs_compliance.probes.tcp import TcpResult
 from pbs_compliance.probes.tls import CertificateFacts, TlsResult
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
-FP = ":".join(["AB"] * 32)
 SERVED = ":".join(["CD"] * 32)
 OTHER = ":".join(["EF"] * 32)
 PASSWORD = "canary-Verdict-pw-41"
 
 
-def spec(**overrides: Any) -> StorageSpec:
-    values: dict[str, Any] = {
-        "name": "homelab-backup",
-        "server": "pbs1.example",
-        "datastore": "homelab",
-        "fingerprint": FP,
-        "password": PASSWORD,
-    }
-    values.update(overrides)
-    return StorageSpec.model_validate(values)
+spec = storage_builder(
+    name="homelab-backup", server="pbs1.example", datastore="homelab", password=PASSWORD
+)
 
 
 def server(

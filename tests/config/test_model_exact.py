@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, SecretStr, ValidationError
+from spec_builders import SEED_FP as FP
+from spec_builders import STORAGE, storage_builder
 
 from pbs_compliance.config.model import (
     DnsSettings,
@@ -20,33 +22,18 @@ from pbs_compliance.config.model import (
     parse_nameserver,
 )
 
-FP = (
-    "54:52:3A:D2:43:F0:80:66:E3:D0:BB:D6:0B:28:50:9F:"
-    + "C6:1C:73:BD:45:EA:D0:38:BC:25:54:EE:A4:D5:D1:54"
-)
 LINE_BREAK = (
     'write it on one line, without one (a `|` block or a "\\n" escape adds it, and so may a ${VAR})'
 )
 
 
-def storage(**fields: Any) -> StorageSpec:
-    values: dict[str, Any] = {
-        "name": "pbs1",
-        "server": "pbs.example",
-        "datastore": "store1",
-        "fingerprint": FP,
-    }
-    values.update(fields)
-    return StorageSpec.model_validate(values)
+storage = storage_builder(fingerprint=FP)
 
 
 def rejected(model: type[BaseModel], **fields: Any) -> str:
     """The one validation message for `fields` (merged into a valid storage for StorageSpec)."""
     if model is StorageSpec:
-        fields = {"name": "pbs1", "server": "pbs.example", "datastore": "store1"} | {
-            "fingerprint": FP,
-            **fields,
-        }
+        fields = STORAGE | {"fingerprint": FP} | fields
     with pytest.raises(ValidationError) as caught:
         model.model_validate(fields)
     errors = caught.value.errors(include_url=False)

@@ -9,30 +9,24 @@ from typing import Any
 from hypothesis import strategies as st
 from pydantic import SecretStr
 from remediate_lab import PBS_PASSWORD
+from spec_builders import FP as AB_FP
+from spec_builders import SEED_FP, storage_builder
 
 from pbs_compliance.config.model import PruneBackups, StorageSpec
 from pbs_compliance.drift import diff
 from pbs_compliance.essence import essence_from_api, essence_of, to_api_params
 from remediate import Plan, PlanOptions, Reachability, plan
 
-FP = (
-    "54:52:3A:D2:43:F0:80:66:E3:D0:BB:D6:0B:28:50:9F:"
-    "C6:1C:73:BD:45:EA:D0:38:BC:25:54:EE:A4:D5:D1:54"
-)
-OTHER_FP = ":".join(["AB"] * 32)
+FP = SEED_FP
+OTHER_FP = AB_FP
 SECRET = PBS_PASSWORD
+_declared = storage_builder(
+    strict=False, server="pbs1.lab", fingerprint=FP, password=SecretStr(SECRET)
+)
 
 
 def spec(name: str = "homelab-backup", **fields: Any) -> StorageSpec:
-    data: dict[str, Any] = {
-        "name": name,
-        "server": "pbs1.lab",
-        "datastore": "store1",
-        "fingerprint": FP,
-        "password": SecretStr(SECRET),
-    }
-    data.update(fields)
-    return StorageSpec.model_validate(data, strict=False)
+    return _declared(name=name, **fields)
 
 
 def ok(fingerprint: str = FP) -> Reachability:

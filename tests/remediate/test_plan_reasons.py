@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 from remediate_strategies import OTHER_FP, ok, spec
+from spec_builders import DIGEST
+from spec_builders import listed as live_of
 
 from pbs_compliance.config.model import StorageSpec
 from pbs_compliance.drift import Drift, PropertyDiff, diff
@@ -15,23 +17,10 @@ from pbs_compliance.essence import essence_from_api, essence_of, to_api_params
 from remediate import Action, Kind, PlanOptions, Reachability, plan
 
 NAME = "homelab-backup"
-DIGEST = "0123456789abcdef0123456789abcdef01234567"
 DEFAULTS = PlanOptions()
 UNTOUCHED = "backups on the PBS are untouched"
 MISSING = Drift(NAME, missing=True)
 NO_PASSWORD = "`password: ${ENV_VAR}` or `password_file`"
-
-
-def live_of(declared: StorageSpec, **changes: object) -> dict[str, object]:
-    """What PVE lists for an entry created from `declared`, then edited (None removes)."""
-    entry: dict[str, object] = dict(to_api_params(declared))
-    entry.update(shared=1, digest=DIGEST)
-    for key, value in changes.items():
-        if value is None:
-            entry.pop(key, None)
-        else:
-            entry[key] = value
-    return entry
 
 
 def drift_of(declared: StorageSpec, entry: dict[str, object]) -> Drift:

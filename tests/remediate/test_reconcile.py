@@ -8,9 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from spec_builders import FP, storage_builder
 
 from pbs_compliance import verdicts
-from pbs_compliance.config import StorageSpec, load_config
+from pbs_compliance.config import load_config
 from pbs_compliance.evidence import Evidence, ServerEvidence, gather_evidence, server_key
 from pbs_compliance.lab.runner import Lab
 from pbs_compliance.probes.dns import DnsResult, ResolverAnswer
@@ -33,19 +34,12 @@ from remediate import (
 from remediate.reach import reachability
 
 NOW = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.UTC)
-FP = ":".join(["AB"] * 32)
 EXPIRY_DAYS = 14
 
 
-def spec(**overrides: Any) -> StorageSpec:
-    values: dict[str, Any] = {
-        "name": "archive",
-        "server": "pbs1.example",
-        "datastore": "archive",
-        "fingerprint": FP,
-        "password": "pw-of-archive",
-    }
-    return StorageSpec.model_validate(values | overrides)
+spec = storage_builder(
+    name="archive", server="pbs1.example", datastore="archive", password="pw-of-archive"
+)
 
 
 def probed(*, resolved: bool = True, days_left: int = 300) -> ServerEvidence:

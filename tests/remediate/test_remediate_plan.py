@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from remediate_strategies import FP, OTHER_FP, SECRET, check_converged, ok, scenarios, spec
+from spec_builders import DIGEST
+from spec_builders import listed as live_of
 
 from pbs_compliance.config.model import StorageSpec
 from pbs_compliance.essence import to_api_params
@@ -19,23 +21,7 @@ from pbs_compliance.lab.storage import (
 )
 from remediate import Action, Kind, Plan, PlanOptions, Reachability, plan
 
-DIGEST = "0123456789abcdef0123456789abcdef01234567"
 DEFAULTS = PlanOptions()
-
-
-def live_of(declared: StorageSpec, **changes: object) -> dict[str, object]:
-    """What PVE lists for an entry created from `declared`, then edited by hand (`changes`;
-    a value of None removes the option)."""
-    entry: dict[str, object] = dict(to_api_params(declared))
-    entry.update(shared=1, digest=DIGEST)
-    if "disable" in entry:
-        entry["disable"] = 1
-    for key, value in changes.items():
-        if value is None:
-            entry.pop(key, None)
-        else:
-            entry[key] = value
-    return entry
 
 
 def only(result: Plan) -> Action:
