@@ -17,9 +17,11 @@ proxmox-backup 3.2 (`src/api2/admin/datastore.rs`, `namespace.rs`, `src/api2/sta
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pbs_compliance.lab.backups import DatastoreState, Snapshot, base_usage
@@ -29,6 +31,7 @@ __all__ = [
     "HISTORY_DELTA",
     "HISTORY_POINTS",
     "PbsApiError",
+    "StoreRead",
     "datastore_status",
     "datastore_usage",
     "linear_regression",
@@ -49,6 +52,20 @@ class PbsApiError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+@dataclass(frozen=True)
+class StoreRead:
+    """One read of a datastore: who asks (`auth_id`, judged by `acl`), of which store on which
+    server, the store's state (None: no such datastore), its namespaces, and the query."""
+
+    acl: PbsAcl
+    auth_id: str
+    server: str
+    store: str
+    state: DatastoreState | None
+    namespaces: frozenset[str]
+    query: Mapping[str, str]
 
 
 def _param_error(name: str, text: str) -> PbsApiError:
@@ -90,46 +107,39 @@ def _list_privileges(acl: PbsAcl, auth_id: str, store: str, ns: str) -> frozense
     return privileges
 
 
-def _filtered(
-    acl: PbsAcl,
-    auth_id: str,
-    store: str,
-    state: DatastoreState | None,
-    namespaces: frozenset[str],
-    query: Mapping[str, str],
-) -> list[Snapshot]:
+def _filtered(read: StoreRead) -> list[Snapshot]:
+    query = read.query
     ns = _ns_param(query)
     btype = query.get("backup-type")
     if btype is not None and btype not in ("vm", "ct", "host"):
         raise _param_error("backup-type", f"value '{btype}' is not defined in the enumeration.")
     bid = query.get("backup-id")
-    privileges = _list_privileges(acl, auth_id, store, ns)
-    if state is None:
-        raise PbsApiError(400, f"datastore '{store}' does not exist")
-    check_maintenance(state)
-    if ns not in namespaces:
+    privileges = _list_privileges(read.acl, read.auth_id, read.store, ns)
+    state = _existing(read)
+    if ns not in read.namespaces:
         raise PbsApiError(400, f"namespace '{ns}' does not exist")
     everything = AUDIT in privileges
     return [
         s
         for s in state.snapshots
         if s.ns == ns
-        and (everything or _owner_ok(s.owner, auth_id))
+        and (everything or _owner_ok(s.owner, read.auth_id))
         and (btype is None or s.btype == btype)
         and (bid is None or s.bid == bid)
     ]
 
 
-def list_snapshots(
-    acl: PbsAcl,
-    auth_id: str,
-    store: str,
-    state: DatastoreState | None,
-    namespaces: frozenset[str],
-    query: Mapping[str, str],
-) -> list[dict[str, Any]]:
+def _existing(read: StoreRead) -> DatastoreState:
+    """The store's state, once it exists and no maintenance mode refuses reads."""
+    if read.state is None:
+        raise PbsApiError(400, f"datastore '{read.store}' does not exist")
+    check_maintenance(read.state)
+    return read.state
+
+
+def list_snapshots(read: StoreRead) -> list[dict[str, Any]]:
     """GET /admin/datastore/{store}/snapshots."""
-    return [_snapshot_item(s) for s in _filtered(acl, auth_id, store, state, namespaces, query)]
+    return [_snapshot_item(s) for s in _filtered(read)]
 
 
 def _snapshot_item(snapshot: Snapshot) -> dict[str, Any]:
@@ -151,17 +161,11 @@ def _snapshot_item(snapshot: Snapshot) -> dict[str, Any]:
     return item
 
 
-def list_groups(
-    acl: PbsAcl,
-    auth_id: str,
-    store: str,
-    state: DatastoreState | None,
-    namespaces: frozenset[str],
-    query: Mapping[str, str],
-) -> list[dict[str, Any]]:
+def list_groups(read: StoreRead) -> list[dict[str, Any]]:
     """GET /admin/datastore/{store}/groups: one item per group that has snapshots."""
     groups: dict[tuple[str, str, str], list[Snapshot]] = {}
-    for snapshot in _filtered(acl, auth_id, store, state, namespaces, {"ns": query.get("ns", "")}):
+    every_group = dataclasses.replace(read, query={"ns": read.query.get("ns", "")})
+    for snapshot in _filtered(every_group):
         groups.setdefault(snapshot.group, []).append(snapshot)
     out = []
     for (_ns, btype, bid), members in sorted(groups.items()):
@@ -195,25 +199,17 @@ def _gc_status() -> dict[str, int]:
     return dict.fromkeys(keys, 0)
 
 
-def datastore_status(
-    acl: PbsAcl,
-    auth_id: str,
-    server: str,
-    store: str,
-    state: DatastoreState | None,
-    query: Mapping[str, str],
-) -> dict[str, Any]:
+def datastore_status(read: StoreRead) -> dict[str, Any]:
     """GET /admin/datastore/{store}/status[?verbose=1]."""
+    acl, auth_id, store = read.acl, read.auth_id, read.store
     privileges = acl.privileges(auth_id, store)
     stats = bool(privileges & {AUDIT, BACKUP})
     if not stats and READ not in privileges and not acl.any_below(auth_id, store):
         raise PbsApiError(403, "permission check failed")
-    if state is None:
-        raise PbsApiError(400, f"datastore '{store}' does not exist")
-    check_maintenance(state)
-    total, used, avail = _sizes(server, store, state) if stats else (0, 0, 0)
+    state = _existing(read)
+    total, used, avail = _sizes(read.server, store, state) if stats else (0, 0, 0)
     out: dict[str, Any] = {"total": total, "used": used, "avail": avail}
-    if query.get("verbose") in ("1", "true"):
+    if read.query.get("verbose") in ("1", "true"):
         counts: dict[str, dict[str, int]] = {}
         seen = (
             state.snapshots
@@ -301,18 +297,12 @@ def datastore_usage(
     return out
 
 
-def list_namespaces(
-    acl: PbsAcl,
-    auth_id: str,
-    store: str,
-    state: DatastoreState | None,
-    namespaces: frozenset[str],
-    query: Mapping[str, str],
-) -> list[dict[str, str]]:
+def list_namespaces(read: StoreRead) -> list[dict[str, str]]:
     """GET /admin/datastore/{store}/namespace: the parent first, then below up to max-depth;
     only namespaces the caller has a privilege on; a missing or hidden parent is a 403."""
-    parent = _ns_param(query, "parent")
-    raw_depth = query.get("max-depth")
+    acl, auth_id, store = read.acl, read.auth_id, read.store
+    parent = _ns_param(read.query, "parent")
+    raw_depth = read.query.get("max-depth")
     max_depth = 7
     if raw_depth is not None:
         if not raw_depth.isdigit() or int(raw_depth) > 7:
@@ -322,15 +312,13 @@ def list_namespaces(
         max_depth = int(raw_depth)
     if not acl.privileges(auth_id, store, parent) & NS_PRIVS_OK:
         raise PbsApiError(403, "permission check failed")
-    if state is None:
-        raise PbsApiError(400, f"datastore '{store}' does not exist")
-    check_maintenance(state)
-    if parent not in namespaces:
+    _existing(read)
+    if parent not in read.namespaces:
         raise PbsApiError(403, "permission check failed")
     base = _depth(parent)
     below = [
         ns
-        for ns in sorted(namespaces)
+        for ns in sorted(read.namespaces)
         if ns != parent
         and (parent == "" or ns.startswith(parent + "/"))
         and _depth(ns) - base <= max_depth

@@ -26,7 +26,7 @@ import socketserver
 import ssl
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -37,6 +37,7 @@ from pbs_compliance.lab.certs import CertPair, self_signed
 from pbs_compliance.lab.pbs_acl import AUDIT, BACKUP, PbsAcl
 from pbs_compliance.lab.pbs_datastore import (
     PbsApiError,
+    StoreRead,
     datastore_status,
     datastore_usage,
     list_groups,
@@ -58,7 +59,12 @@ PBS_VERSION = {
     "repoid": "4940514b0f05d6cd6a5f711edfdd47c1fa41b537",
 }
 JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
-_STORE_CALLS = ("namespace", "status", "snapshots", "groups")
+_STORE_READS: dict[str, Callable[[StoreRead], object]] = {
+    "namespace": list_namespaces,
+    "status": datastore_status,
+    "snapshots": list_snapshots,
+    "groups": list_groups,
+}
 
 __all__ = ["Mode", "PbsServer", "PbsServerSpec"]
 
@@ -153,7 +159,7 @@ class _PbsApi:
             ["admin", "datastore"],
             ["status", "datastore-usage"],
             ["access", "permissions"],
-        ) or (len(parts) == 4 and parts[:2] == ["admin", "datastore"] and parts[3] in _STORE_CALLS)
+        ) or (len(parts) == 4 and parts[:2] == ["admin", "datastore"] and parts[3] in _STORE_READS)
         if not known:
             raise _ApiError(404, f"Path '{request.path}' not found.")
         if method != "GET":
@@ -171,17 +177,9 @@ class _PbsApi:
             return _Response.data(datastore_usage(self.acl, auth_id, name, states))
         store, call = parts[2], parts[3]
         state = self.contents.datastore(name, store) if store in self._spec.datastores else None
-        if call == "status":
-            return _Response.data(
-                datastore_status(self.acl, auth_id, name, store, state, request.query)
-            )
         namespaces = self.namespaces.get(store, frozenset({""}))
-        handler = {
-            "namespace": list_namespaces,
-            "snapshots": list_snapshots,
-            "groups": list_groups,
-        }[call]
-        return _Response.data(handler(self.acl, auth_id, store, state, namespaces, request.query))
+        read = StoreRead(self.acl, auth_id, name, store, state, namespaces, request.query)
+        return _Response.data(_STORE_READS[call](read))
 
     # -- authentication ----------------------------------------------------------------------
 
