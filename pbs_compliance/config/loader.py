@@ -214,7 +214,8 @@ class _Loader:
                 specs.append(spec)
         nodes = {spec.name: spec.nodes for spec in specs}
         waivers = load_waivers(self, data.get("waivers"), first_seen, nodes)
-        if self.issues or pve is None or dns is None or coverage is None or jobs is None:
+        # A section that is None has been reported; `parse_config` raises on any issue.
+        if pve is None or dns is None or coverage is None or jobs is None:
             return None
         return ComplianceConfig(
             source=self.file,
@@ -367,21 +368,20 @@ class _Loader:
         if literal is None and secret_file is None:
             return
         if secret_file is None:
-            where = origin[field]
-            secret = self._env_secret(literal, where, field, file_field, env_hint)
+            secret = self._env_secret(literal, origin[field], field, file_field, env_hint)
+        elif literal is None:
+            secret = self._file_secret(secret_file, origin[file_field])
         else:
-            where = origin[file_field]
-            if literal is None:
-                secret = self._file_secret(secret_file, where)
-            else:
-                self.issue(
-                    where, f"both `{field}` and `{file_field}` are given", "keep one of them"
-                )
-                secret = None
+            self.issue(
+                origin[file_field],
+                f"both `{field}` and `{file_field}` are given",
+                "keep one of them",
+            )
+            secret = None
         # Reported when None; a stand-in keeps the model from adding "`token_id` is given without
-        # `token_secret`". With issues, no config is returned, so it never leaks.
+        # `token_secret`". With issues, no config is returned, so it never leaks. (No error is
+        # ever located at a SecretStr, so `origin` needs no entry for the resolved field.)
         values[field] = _UNRESOLVED if secret is None else secret
-        origin[field] = where
 
     def _env_secret(
         self, literal: Any, where: Path_, field: str, file_field: str, env_hint: str

@@ -1,0 +1,333 @@
+"""The loader's own errors whole, and which section each value of the file lands in.
+
+`_Loader.run` (the top level, `defaults:`, the sections, the storages) and the secrets (`${VAR}`,
+`*_file`): every error's line, column, field, message and fix, and that each section's values
+reach the config (not a default). Configs are parsed from text with `parse_config`, so these
+tests depend on no shared fixture.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from pbs_compliance.config import ComplianceConfig, ConfigError
+from pbs_compliance.config.loader import parse_config
+
+FP = ":".join(["AB"] * 32)
+STORAGE = f"""\
+pbs_storages:
+  - name: pbs1
+    server: pbs.example
+    datastore: store1
+    fingerprint: '{FP}'
+"""
+Row = tuple[int | None, int | None, str, str, str]
+
+
+def load(
+    text: str, env: Mapping[str, str] | None = None, file: Path | None = None
+) -> ComplianceConfig:
+    return parse_config(text.encode(), file or Path("/etc/pbs/pbs.yaml"), env or {})
+
+
+def rows(text: str, env: Mapping[str, str] | None = None, file: Path | None = None) -> list[Row]:
+    """Every issue of the file as (line, column, field, message, fix)."""
+    with pytest.raises(ConfigError) as caught:
+        load(text, env, file)
+    for issue in caught.value.issues:
+        assert issue.file == (file or Path("/etc/pbs/pbs.yaml"))
+    return [(i.line, i.column, i.field, i.message, i.fix) for i in caught.value.issues]
+
+
+# ---- the top level ------------------------------------------------------------------------------
+
+
+def test_an_empty_file_says_what_to_declare() -> None:
+    assert rows("") == [
+        (None, None, "", "the file is empty", "declare at least `pbs_storages:` (a list)")
+    ]
+    assert rows("# only a comment\n") == rows("")
+
+
+def test_a_top_level_that_is_no_mapping_says_how_to_start() -> None:
+    assert rows("- name: pbs1\n") == [
+        (1, 1, "", "the top level must be a mapping", "start with `pbs_storages:`")
+    ]
+
+
+def test_a_file_without_pbs_storages_says_to_add_them() -> None:
+    assert rows("dns: {}\n") == [
+        (1, 1, "", "missing `pbs_storages`", "add `pbs_storages:` with a list of entries")
+    ]
+
+
+def test_pbs_storages_left_empty_says_how_to_list_entries() -> None:
+    assert rows("pbs_storages:\n") == [
+        (
+            1,
+            1,
+            "pbs_storages",
+            "`pbs_storages` is empty",
+            "list the entries below it as `- name: ...`, or write `pbs_storages: []`",
+        )
+    ]
+    assert load("pbs_storages: []\n").storages == ()
+
+
+def test_pbs_storages_that_is_no_list_says_to_use_dashes() -> None:
+    assert rows("pbs_storages: {name: pbs1}\n") == [
+        (1, 1, "pbs_storages", "must be a list of storage entries", "use `- name: ...`")
+    ]
+
+
+def test_defaults_that_are_no_mapping_give_an_example() -> None:
+    assert rows(STORAGE + "defaults: [port]\n") == [
+        (6, 1, "defaults", "must be a mapping of field defaults", "e.g. `port: 8007`")
+    ]
+
+
+def test_a_default_name_is_refused_once_at_its_key() -> None:
+    assert rows(STORAGE + "defaults:\n  name: shared\n") == [
+        (
+            7,
+            3,
+            "defaults.name",
+            "`name` cannot have a default",
+            "every storage needs its own name; remove it from `defaults:`",
+        )
+    ]
+
+
+def test_an_unknown_default_lists_every_field_a_default_may_set_but_name() -> None:
+    ((line, column, field, message, fix),) = rows(STORAGE + "defaults:\n  zzz: 1\n")
+    assert (line, column, field, message) == (7, 3, "defaults.zzz", "unknown key `zzz`")
+    assert fix == (
+        "known keys: server, datastore, fingerprint, enabled, content, username, port, namespace, "
+        "nodes, max_protected_backups, prune_backups, description, backups, password, "
+        "password_file"
+    )
+
+
+def test_defaults_written_empty_are_no_defaults() -> None:
+    assert load(STORAGE + "defaults:\n").storages[0].port == 8007
+
+
+# ---- the sections reach the config, and each is reported under its own name --------------------
+
+
+def test_every_section_of_the_file_reaches_the_config() -> None:
+    config = load(
+        STORAGE
+        + "pve: {url: 'https://pve1.example:8006', name: site-a}\n"
+        + "dns: {nameservers: [192.0.2.53]}\n"
+        + "coverage: {exclude: [9000], exclude_tags: [template]}\n"
+        + "jobs: {slack: 3h, allow_warnings: true}\n"
+        + "defaults: {port: 8207}\n"
+    )
+    assert config.source == Path("/etc/pbs/pbs.yaml")
+    assert (config.pve.url, config.pve.name) == ("https://pve1.example:8006", "site-a")
+    assert config.dns.nameservers == ("192.0.2.53",)
+    assert (config.coverage.exclude, config.coverage.exclude_tags) == ((9000,), ("template",))
+    assert (config.jobs.slack, config.jobs.allow_warnings) == (dt.timedelta(hours=3), True)
+    assert [s.port for s in config.storages] == [8207]
+    assert config.waivers == ()
+
+
+@pytest.mark.parametrize(
+    ("section", "fix"),
+    [
+        ("pve", "e.g. `url: https://pve1.example:8006`"),
+        ("dns", "e.g. `nameservers: [192.0.2.53]`"),
+        ("coverage", "e.g. `exclude: [9000]`"),
+        ("jobs", "e.g. `slack: 2h`"),
+    ],
+)
+def test_a_section_that_is_no_mapping_is_the_one_error_with_its_example(
+    section: str, fix: str
+) -> None:
+    assert rows(STORAGE + f"{section}: 5\n") == [
+        (6, len(section) + 3, section, "must be a mapping", fix)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "column", "field", "message", "fix"),
+    [
+        (
+            "coverage:\n  exclude: [99]\n",
+            13,
+            "coverage.exclude[0]",
+            "Input should be greater than or equal to 100 (got 99)",
+            "use a value >= 100",
+        ),
+        (
+            "jobs:\n  slack: 2\n",
+            10,
+            "jobs.slack",
+            "2 is not a duration (a bare number has no unit)",
+            "write a whole number and a unit (s, m, h, d or w), e.g. `2h`, `26h` or `8d`",
+        ),
+    ],
+)
+def test_a_bad_value_in_coverage_or_jobs_is_located_under_that_section(
+    text: str, column: int, field: str, message: str, fix: str
+) -> None:
+    assert rows(STORAGE + text) == [(7, column, field, message, fix)]
+
+
+# ---- secrets from the environment ---------------------------------------------------------------
+
+
+PASSWORD_LINE = 6  # `password:` is the line after STORAGE's five
+
+
+def secret_rows(value: str, env: Mapping[str, str]) -> list[Row]:
+    return rows(STORAGE + f"    password: {value}\n", env)
+
+
+def test_an_empty_variable_says_to_export_it() -> None:
+    assert secret_rows("${PW}", {"PW": ""}) == [
+        (
+            PASSWORD_LINE,
+            15,
+            "pbs_storages[0].password",
+            "environment variable `PW` is empty",
+            "export PW=...",
+        )
+    ]
+
+
+def test_a_variable_with_a_control_character_says_to_export_it_without() -> None:
+    assert secret_rows("${PW}", {"PW": "se\x07cret"}) == [
+        (
+            PASSWORD_LINE,
+            15,
+            "pbs_storages[0].password",
+            "the value of environment variable `PW` contains the control character U+0007",
+            "export PW without it (`$(cat FILE)` drops a final newline)",
+        )
+    ]
+
+
+def test_a_password_and_a_password_file_are_one_error_at_the_file() -> None:
+    assert rows(STORAGE + "    password: ${PW}\n    password_file: /x\n", {"PW": "s"}) == [
+        (
+            7,
+            20,
+            "pbs_storages[0].password_file",
+            "both `password` and `password_file` are given",
+            "keep one of them",
+        )
+    ]
+
+
+def test_a_secret_from_the_environment_reaches_the_storage() -> None:
+    spec = load(STORAGE + "    password: ${PW}\n", {"PW": "s3cret"}).storages[0]
+    assert spec.password is not None
+    assert spec.password.get_secret_value() == "s3cret"
+
+
+def test_a_written_null_secret_is_no_secret() -> None:
+    assert load(STORAGE + "    password:\n    password_file:\n").storages[0].password is None
+
+
+# ---- secrets from files -------------------------------------------------------------------------
+
+
+def file_rows(tmp_path: Path, secret_file: str) -> list[Row]:
+    config = tmp_path / "pbs.yaml"
+    return rows(STORAGE + f"    password_file: {secret_file}\n", {}, config)
+
+
+def private(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    os.chmod(path, 0o600)
+    return path
+
+
+def test_a_secret_file_that_is_no_path_gives_an_example(tmp_path: Path) -> None:
+    assert file_rows(tmp_path, "[1, 2]") == [
+        (
+            6,
+            5,
+            "pbs_storages[0].password_file",
+            "must be a file path",
+            "e.g. `/etc/pbs-compliance/pbs.pw`",
+        )
+    ]
+
+
+def test_a_secret_file_over_the_limit_says_its_size(tmp_path: Path) -> None:
+    big = private(tmp_path / "big.pw", b"x" * 5000)
+    assert file_rows(tmp_path, str(big)) == [
+        (
+            6,
+            20,
+            "pbs_storages[0].password_file",
+            f"secret file {big} is larger than 4096 bytes (4.9 KiB)",
+            "the file must hold only the secret",
+        )
+    ]
+
+
+def test_a_secret_file_not_utf8_says_to_check_the_path(tmp_path: Path) -> None:
+    binary = private(tmp_path / "bin.pw", b"\xff\xfe\n")
+    assert file_rows(tmp_path, str(binary)) == [
+        (
+            6,
+            20,
+            "pbs_storages[0].password_file",
+            f"cannot read secret file {binary}: not UTF-8",
+            "check the path",
+        )
+    ]
+
+
+@pytest.mark.parametrize("data", [b"", b"\n", b"\r\n"])
+def test_an_empty_secret_file_says_to_write_the_secret(tmp_path: Path, data: bytes) -> None:
+    empty = private(tmp_path / "empty.pw", data)
+    assert file_rows(tmp_path, str(empty)) == [
+        (
+            6,
+            20,
+            "pbs_storages[0].password_file",
+            f"secret file {empty} is empty",
+            "write the secret into it",
+        )
+    ]
+
+
+def test_a_relative_secret_file_is_read_next_to_the_config(tmp_path: Path) -> None:
+    private(tmp_path / "pbs.pw", b"s3cret\n")
+    config = tmp_path / "pbs.yaml"
+    spec = load(STORAGE + "    password_file: pbs.pw\n", {}, config).storages[0]
+    assert spec.password is not None
+    assert spec.password.get_secret_value() == "s3cret"
+
+
+def test_a_failed_pve_secret_file_is_one_error_not_also_half_a_credential(tmp_path: Path) -> None:
+    text = STORAGE + "pve:\n  token_id: root@pam!ci\n  token_secret_file: missing.pw\n"
+    ((line, column, field, message, _fix),) = rows(text, {}, tmp_path / "pbs.yaml")
+    assert (line, column, field) == (8, 22, "pve.token_secret_file")
+    assert message.startswith(f"cannot read secret file {tmp_path / 'missing.pw'}: ")
+
+
+def test_an_error_after_a_resolved_secret_is_still_located_at_its_own_field(
+    tmp_path: Path,
+) -> None:
+    private(tmp_path / "pbs.pw", b"s3cret\n")
+    text = STORAGE + "    password_file: pbs.pw\n    port: 0\n"
+    assert rows(text, {}, tmp_path / "pbs.yaml") == [
+        (
+            7,
+            11,
+            "pbs_storages[0].port",
+            "Input should be greater than or equal to 1 (got 0)",
+            "use a value >= 1",
+        )
+    ]
