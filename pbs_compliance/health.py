@@ -196,6 +196,26 @@ def _refused(spec: StorageSpec, pbs: PbsTarget, live: LiveState | None) -> str |
     )
 
 
+def _not_read(check: str, spec: StorageSpec) -> Verdict:
+    return _v(check, spec, "skip", f"'{spec.name}' was not read (no backup evidence)")
+
+
+def _pbs_gate(
+    check: str, spec: StorageSpec, server: ServerEvidence | None, ev: BackupEvidence
+) -> Verdict | PbsTarget:
+    """The first gate, then the PBS read: a skip when it was not read or was skipped, else what
+    it read (the datastore and capacity cases start here)."""
+    gated = _first_gate(check, spec, server)
+    if gated is not None:
+        return gated
+    pbs, _ = ev.target(spec)
+    if pbs is None:
+        return _not_read(check, spec)
+    if pbs.skipped:
+        return _v(check, spec, "skip", pbs.skipped)
+    return pbs
+
+
 def datastore(
     spec: StorageSpec,
     server: ServerEvidence | None,
@@ -205,15 +225,10 @@ def datastore(
     """The datastore exists, is not in a maintenance mode that stops backups, and the declared
     namespace exists on it. A refused login is the nodes cases' fault when they judge it."""
     check = "datastore"
-    gated = _first_gate(check, spec, server)
-    if gated is not None:
-        return gated
-    pbs, _ = ev.target(spec)
-    if pbs is None:
-        return _v(check, spec, "skip", f"'{spec.name}' was not read (no backup evidence)")
+    pbs = _pbs_gate(check, spec, server, ev)
+    if isinstance(pbs, Verdict):
+        return pbs
     where = f"{spec.server}:{spec.port}"
-    if pbs.skipped:
-        return _v(check, spec, "skip", pbs.skipped)
     if pbs.error:
         refused = _refused(spec, pbs, live)
         if refused is not None:
@@ -313,14 +328,9 @@ def capacity(
     """Used space at most `max_used_percent`, and not full within `min_days_to_full` days as PBS
     predicts it (`estimated-full-date`; exactly that many days passes)."""
     check = "capacity"
-    gated = _first_gate(check, spec, server)
-    if gated is not None:
-        return gated
-    pbs, _ = ev.target(spec)
-    if pbs is None:
-        return _v(check, spec, "skip", f"'{spec.name}' was not read (no backup evidence)")
-    if pbs.skipped:
-        return _v(check, spec, "skip", pbs.skipped)
+    pbs = _pbs_gate(check, spec, server, ev)
+    if isinstance(pbs, Verdict):
+        return pbs
     refused = _refused(spec, pbs, live)
     if refused is not None:
         return _v(check, spec, "skip", refused)
@@ -394,7 +404,7 @@ def _pve_gate(
         return gated
     pbs, pve = ev.target(spec)
     if pve is None:
-        return _v(check, spec, "skip", f"'{spec.name}' was not read (no backup evidence)")
+        return _not_read(check, spec)
     entry = _pve_entry_fault(spec, live)
     if entry is not None:
         return _v(check, spec, "skip", entry)
