@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
+from config_helpers import Load, Problem, Problems, StorageText
 
 from pbs_compliance.config import ComplianceConfig, ConfigError, ConfigIssue, load_config
 from pbs_compliance.lab.certs import CertificateAuthority
@@ -15,13 +16,6 @@ SEED_FINGERPRINT = (
     "54:52:3A:D2:43:F0:80:66:E3:D0:BB:D6:0B:28:50:9F:"
     "C6:1C:73:BD:45:EA:D0:38:BC:25:54:EE:A4:D5:D1:54"
 )
-
-
-# The test modules spell these types out the same way (conftest is not importable).
-StorageText = Callable[..., str]
-Load = Callable[..., ComplianceConfig]
-Problems = Callable[..., list[ConfigIssue]]
-Problem = Callable[..., ConfigIssue]
 
 
 @pytest.fixture
@@ -115,5 +109,16 @@ def problem(problems: Problems) -> Problem:
         issues = problems(text, env)
         assert len(issues) == 1, "\n".join(str(issue) for issue in issues)
         return issues[0]
+
+    return run
+
+
+@pytest.fixture
+def storage_problem(problem: Problem, storage_text: StorageText) -> Problem:
+    """The one issue of `storage_text(**fields)`: `storage_problem(port="0", env={...})`."""
+
+    def run(env: Mapping[str, str] | None = None, **fields: str) -> ConfigIssue:
+        __tracebackhide__ = True
+        return problem(storage_text(**fields), env)
 
     return run

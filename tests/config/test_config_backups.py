@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 
 import pytest
+from config_helpers import Load, Problem, Problems, StorageText, assert_issue
 
-from pbs_compliance.config import ComplianceConfig, ConfigIssue
 from pbs_compliance.config.model import (
     HEALTH_CHECKS,
     BackupHealth,
     format_duration,
     parse_duration,
 )
-
-StorageText = Callable[..., str]
-Load = Callable[..., ComplianceConfig]
-Problem = Callable[..., ConfigIssue]
-Problems = Callable[..., list[ConfigIssue]]
 
 DURATION_FIX = "write a whole number and a unit (s, m, h, d or w), e.g. `26h`, `36h` or `7d`"
 
@@ -93,18 +87,17 @@ def test_durations_are_shown_as_written(seconds: int, shown: str) -> None:
     ],
 )
 def test_a_bad_duration_is_located_with_its_fix(
-    storage_text: StorageText, problem: Problem, value: str, message: str
+    storage_problem: Problem, value: str, message: str
 ) -> None:
-    issue = problem(storage_text(backups=f"{{max_age: {value}}}"))
+    issue = storage_problem(backups=f"{{max_age: {value}}}")
 
-    assert issue.field == "pbs_storages[0].backups.max_age"
-    assert issue.line == 6
-    assert issue.message == message
-    assert issue.fix == DURATION_FIX
+    assert_issue(
+        issue, "pbs_storages[0].backups.max_age", line=6, message=message, fix=DURATION_FIX
+    )
 
 
-def test_verify_max_age_is_a_duration_too(storage_text: StorageText, problem: Problem) -> None:
-    issue = problem(storage_text(backups="{verify_max_age: soon}"))
+def test_verify_max_age_is_a_duration_too(storage_problem: Problem) -> None:
+    issue = storage_problem(backups="{verify_max_age: soon}")
 
     assert (issue.field, issue.line) == ("pbs_storages[0].backups.verify_max_age", 6)
     assert issue.message == "'soon' is not a duration"
@@ -116,9 +109,9 @@ def test_verify_max_age_is_a_duration_too(storage_text: StorageText, problem: Pr
     [("0", "use a value > 0"), ("-5", "use a value > 0"), ("100.5", "use a value <= 100")],
 )
 def test_a_percentage_out_of_range_is_located(
-    storage_text: StorageText, problem: Problem, value: str, fix: str
+    storage_problem: Problem, value: str, fix: str
 ) -> None:
-    issue = problem(storage_text(backups=f"{{max_used_percent: {value}}}"))
+    issue = storage_problem(backups=f"{{max_used_percent: {value}}}")
 
     assert (issue.field, issue.line) == ("pbs_storages[0].backups.max_used_percent", 6)
     assert f"(got {float(value) if '.' in value else int(value)})" in issue.message
@@ -135,22 +128,16 @@ def test_percentages_up_to_100_are_fine(storage_text: StorageText, load: Load, v
 @pytest.mark.parametrize(
     ("value", "fix"), [("-1", "use a value >= 0"), ("3651", "use a value <= 3650")]
 )
-def test_days_to_full_out_of_range(
-    storage_text: StorageText, problem: Problem, value: str, fix: str
-) -> None:
-    issue = problem(storage_text(backups=f"{{min_days_to_full: {value}}}"))
+def test_days_to_full_out_of_range(storage_problem: Problem, value: str, fix: str) -> None:
+    issue = storage_problem(backups=f"{{min_days_to_full: {value}}}")
 
-    assert issue.field == "pbs_storages[0].backups.min_days_to_full"
-    assert issue.fix == fix
+    assert_issue(issue, "pbs_storages[0].backups.min_days_to_full", fix=fix)
 
 
-def test_an_unknown_check_in_skip_names_the_checks(
-    storage_text: StorageText, problem: Problem
-) -> None:
-    issue = problem(storage_text(backups="{skip: [capacity, freshness]}"))
+def test_an_unknown_check_in_skip_names_the_checks(storage_problem: Problem) -> None:
+    issue = storage_problem(backups="{skip: [capacity, freshness]}")
 
-    assert issue.field == "pbs_storages[0].backups.skip[1]"
-    assert "'freshness' is not allowed" in issue.message
+    assert_issue(issue, "pbs_storages[0].backups.skip[1]", "'freshness' is not allowed")
     assert issue.fix == (
         "`skip` lists the health checks to turn off: datastore, capacity, backups, verified"
     )
@@ -160,19 +147,23 @@ def test_skip_takes_one_check_as_a_word(storage_text: StorageText, load: Load) -
     assert load(storage_text(backups="{skip: capacity}")).storages[0].backups.skip == ("capacity",)
 
 
-def test_an_unknown_key_suggests_the_close_one(storage_text: StorageText, problem: Problem) -> None:
-    issue = problem(storage_text(backups="{max_ag: 36h}"))
+def test_an_unknown_key_suggests_the_close_one(storage_problem: Problem) -> None:
+    issue = storage_problem(backups="{max_ag: 36h}")
 
-    assert issue.field == "pbs_storages[0].backups.max_ag"
-    assert issue.message == "unknown key `max_ag`"
-    assert issue.fix == "did you mean `max_age`?"
+    assert_issue(
+        issue,
+        "pbs_storages[0].backups.max_ag",
+        message="unknown key `max_ag`",
+        fix="did you mean `max_age`?",
+    )
 
 
-def test_backups_must_be_a_mapping(storage_text: StorageText, problem: Problem) -> None:
-    issue = problem(storage_text(backups="36h"))
+def test_backups_must_be_a_mapping(storage_problem: Problem) -> None:
+    issue = storage_problem(backups="36h")
 
-    assert issue.field == "pbs_storages[0].backups"
-    assert issue.fix == "write a mapping of `key: value` lines below it"
+    assert_issue(
+        issue, "pbs_storages[0].backups", fix="write a mapping of `key: value` lines below it"
+    )
 
 
 DEFAULTED = """\

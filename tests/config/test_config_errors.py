@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from config_helpers import Load, Problem, Problems, StorageText, assert_issue
 
-from pbs_compliance.config import ComplianceConfig, ConfigError, ConfigIssue, load_config
+from pbs_compliance.config import ConfigError, ConfigIssue, load_config
 from pbs_compliance.config.yamlsource import MAX_VALUES, format_path, load_yaml
-
-StorageText = Callable[..., str]
-Load = Callable[..., ComplianceConfig]
-Problems = Callable[..., list[ConfigIssue]]
-Problem = Callable[..., ConfigIssue]
 
 
 def issues_of(raw: bytes, tmp_path: Path) -> list[ConfigIssue]:
@@ -28,9 +23,9 @@ def issues_of(raw: bytes, tmp_path: Path) -> list[ConfigIssue]:
 
 
 def test_an_error_names_file_line_column_field_problem_and_fix(
-    problem: Problem, storage_text: StorageText, tmp_path: Path
+    storage_problem: Problem, tmp_path: Path
 ) -> None:
-    issue = problem(storage_text(prune_backups="{keep_daly: 7}"))
+    issue = storage_problem(prune_backups="{keep_daly: 7}")
 
     assert issue == ConfigIssue(
         file=tmp_path / "pbs-storage.yaml",
@@ -55,8 +50,7 @@ def test_the_third_storage_is_addressed_by_its_index(
 
     issue = problem("pbs_storages:\n" + "".join(entries))
 
-    assert issue.field == "pbs_storages[2].fingerprint"
-    assert (issue.line, issue.column) == (13, 18)
+    assert_issue(issue, "pbs_storages[2].fingerprint", at=(13, 18))
 
 
 def test_all_problems_of_a_file_are_reported_at_once_in_file_order(problems: Problems) -> None:
@@ -121,12 +115,11 @@ def test_the_error_text_counts_the_problems_and_lists_each_with_its_fix(
     ],
 )
 def test_an_unknown_storage_key_suggests_the_closest_field_or_lists_them(
-    problem: Problem, storage_text: StorageText, key: str, fix: str
+    storage_problem: Problem, key: str, fix: str
 ) -> None:
-    issue = problem(storage_text(**{key: "1"}))
+    issue = storage_problem(**{key: "1"})
 
-    assert issue.field == f"pbs_storages[0].{key}"
-    assert issue.message == f"unknown key `{key}`"
+    assert_issue(issue, f"pbs_storages[0].{key}", message=f"unknown key `{key}`")
     assert issue.fix.startswith(fix)
 
 
@@ -135,14 +128,13 @@ def test_an_unknown_top_level_key_suggests_the_known_one(
 ) -> None:
     issue = problem("pbs_storage:\n  - x\n" + storage_text())
 
-    assert issue.field == "pbs_storage"
-    assert issue.fix == "did you mean `pbs_storages`?"
+    assert_issue(issue, "pbs_storage", fix="did you mean `pbs_storages`?")
 
 
 def test_a_key_that_yaml_reads_as_a_boolean_is_reported_as_written(
-    problem: Problem, storage_text: StorageText
+    storage_problem: Problem,
 ) -> None:
-    issue = problem(storage_text(yes="1"))
+    issue = storage_problem(yes="1")
 
     assert issue.message == "unknown key `yes`"
 
@@ -151,14 +143,17 @@ def test_a_key_that_yaml_reads_as_a_boolean_is_reported_as_written(
 
 
 def test_a_duplicate_key_is_an_error_pointing_at_the_second_with_the_first_line(
-    problem: Problem, storage_text: StorageText
+    storage_problem: Problem,
 ) -> None:
-    issue = problem(storage_text(server="other.example"))
+    issue = storage_problem(server="other.example")
 
-    assert issue.field == "pbs_storages[0].server"
-    assert (issue.line, issue.column) == (6, 5)
-    assert issue.message == "duplicate key `server` (first given on line 3)"
-    assert "YAML would silently use the last one" in issue.fix
+    assert_issue(
+        issue,
+        "pbs_storages[0].server",
+        at=(6, 5),
+        message="duplicate key `server` (first given on line 3)",
+        fix_says="YAML would silently use the last one",
+    )
 
 
 def test_a_duplicate_top_level_section_is_an_error(
@@ -166,8 +161,7 @@ def test_a_duplicate_top_level_section_is_an_error(
 ) -> None:
     issue = problem(storage_text() + "pve: {}\npve: {}\n")
 
-    assert issue.field == "pve"
-    assert issue.line == 7
+    assert_issue(issue, "pve", line=7)
 
 
 # -- wrong types and shapes ---------------------------------------------------------------------
@@ -189,8 +183,7 @@ def test_a_document_of_the_wrong_shape_says_what_shape_is_expected(
 ) -> None:
     issue = problem(text)
 
-    assert issue.field == field
-    assert words in issue.message
+    assert_issue(issue, field, words)
     assert issue.fix
     assert issue.line is not None
 
@@ -208,12 +201,11 @@ def test_a_document_of_the_wrong_shape_says_what_shape_is_expected(
     ],
 )
 def test_a_value_of_the_wrong_type_says_what_to_write(
-    problem: Problem, storage_text: StorageText, extra: dict[str, str], field: str, fix: str
+    storage_problem: Problem, extra: dict[str, str], field: str, fix: str
 ) -> None:
-    issue = problem(storage_text(**extra))
+    issue = storage_problem(**extra)
 
-    assert issue.field == f"pbs_storages[0].{field}"
-    assert "(got " in issue.message
+    assert_issue(issue, f"pbs_storages[0].{field}", "(got ")
     assert issue.fix.startswith(fix)
 
 
@@ -222,14 +214,11 @@ def test_a_number_where_text_is_expected_suggests_quotes(
 ) -> None:
     issue = problem(storage_text().replace("store1", "1234"))
 
-    assert issue.field == "pbs_storages[0].datastore"
-    assert "put quotes around values" in issue.fix
+    assert_issue(issue, "pbs_storages[0].datastore", fix_says="put quotes around values")
 
 
-def test_a_long_wrong_value_is_shortened_in_the_message(
-    problem: Problem, storage_text: StorageText
-) -> None:
-    issue = problem(storage_text(port="'" + "9" * 100 + "'"))
+def test_a_long_wrong_value_is_shortened_in_the_message(storage_problem: Problem) -> None:
+    issue = storage_problem(port="'" + "9" * 100 + "'")
 
     assert "...)" in issue.message
     assert len(issue.message) < 120

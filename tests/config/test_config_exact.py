@@ -7,12 +7,12 @@ boundaries (a float's length, a secret's size).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from config_helpers import Load, Problem, Problems, SecretFile, StorageText
 
-from pbs_compliance.config import ComplianceConfig, ConfigError, ConfigIssue, load_config
+from pbs_compliance.config import ConfigError, ConfigIssue, load_config
 from pbs_compliance.config.files import MAX_CONFIG_BYTES, MAX_SECRET_BYTES, size_text
 from pbs_compliance.config.loader import parse_config
 
@@ -22,12 +22,6 @@ CA_FIX = (
     "this machine and name that copy (a relative path is relative to the config file), or "
     "remove `ca_file` to trust the system's CAs"
 )
-# The fixtures' types, spelled as the other config test modules do (conftest is not importable).
-StorageText = Callable[..., str]
-Load = Callable[..., ComplianceConfig]
-Problems = Callable[..., list[ConfigIssue]]
-Problem = Callable[..., ConfigIssue]
-SecretFile = Callable[..., Path]
 
 
 def config_path(tmp_path: Path) -> Path:
@@ -112,9 +106,9 @@ def test_a_utf8_byte_order_mark_is_ignored_and_lines_still_count_from_one(
 
 
 def test_an_unknown_key_on_line_six_is_pointed_at_its_column_with_the_close_match(
-    problem: Problem, storage_text: StorageText, tmp_path: Path
+    storage_problem: Problem, tmp_path: Path
 ) -> None:
-    assert problem(storage_text(prot="8007")) == ConfigIssue(
+    assert storage_problem(prot="8007") == ConfigIssue(
         config_path(tmp_path),
         6,
         5,
@@ -170,9 +164,9 @@ def test_two_different_duplicate_names_each_cite_the_line_they_were_first_declar
     ],
 )
 def test_a_variable_holding_the_wrong_kind_of_value_is_the_fields_error(
-    problem: Problem, storage_text: StorageText, field: str, value: str, message: str, fix: str
+    storage_problem: Problem, field: str, value: str, message: str, fix: str
 ) -> None:
-    issue = problem(storage_text(**{field: "${VALUE}"}), env={"VALUE": value})
+    issue = storage_problem(**{field: "${VALUE}"}, env={"VALUE": value})
     assert (issue.line, issue.column, issue.field) == (
         6,
         7 + len(field),
@@ -224,10 +218,16 @@ def test_an_integer_variable_with_spaces_around_is_still_a_number(
     ],
 )
 def test_a_path_that_is_no_path_is_located_with_the_fix(
-    problem: Problem, storage_text: StorageText, tmp_path: Path, value: str, message: str, fix: str
+    storage_problem: Problem,
+    problem: Problem,
+    storage_text: StorageText,
+    tmp_path: Path,
+    value: str,
+    message: str,
+    fix: str,
 ) -> None:
     file = config_path(tmp_path)
-    assert problem(storage_text(password_file=value)) == ConfigIssue(
+    assert storage_problem(password_file=value) == ConfigIssue(
         file, 6, 20, "pbs_storages[0].password_file", message, fix
     )
     assert problem("pve:\n  ca_file: " + value + "\n" + storage_text()) == ConfigIssue(
@@ -277,14 +277,14 @@ def test_a_trailing_space_in_a_secret_file_is_part_of_the_secret(
 
 
 def test_a_secret_file_of_exactly_the_limit_is_read_one_byte_more_is_not(
-    load: Load, problem: Problem, storage_text: StorageText, secret_file: SecretFile
+    storage_problem: Problem, load: Load, storage_text: StorageText, secret_file: SecretFile
 ) -> None:
     exact = secret_file("x" * MAX_SECRET_BYTES)
     password = load(storage_text(password_file=str(exact))).storages[0].password
     assert password is not None
     assert len(password.get_secret_value()) == MAX_SECRET_BYTES
     over = secret_file("x" * (MAX_SECRET_BYTES + 1), name="big.pw")
-    issue = problem(storage_text(password_file=str(over)))
+    issue = storage_problem(password_file=str(over))
     assert (issue.line, issue.column, issue.field) == (6, 20, "pbs_storages[0].password_file")
     assert str(over) in issue.message
     assert issue.fix == "the file must hold only the secret"
@@ -330,19 +330,15 @@ def test_a_jobs_error_says_how_to_write_a_duration_or_where_to_copy_the_id(
     )
 
 
-def test_a_rejected_value_is_shown_up_to_60_characters_then_cut(
-    problem: Problem, storage_text: StorageText
-) -> None:
-    whole = problem(storage_text(port="'" + "x" * 58 + "'"))  # repr: 60 characters
+def test_a_rejected_value_is_shown_up_to_60_characters_then_cut(storage_problem: Problem) -> None:
+    whole = storage_problem(port="'" + "x" * 58 + "'")  # repr: 60 characters
     assert whole.message == f"Input should be a valid integer (got '{'x' * 58}')"
-    cut = problem(storage_text(port="'" + "x" * 59 + "'"))
+    cut = storage_problem(port="'" + "x" * 59 + "'")
     assert cut.message == f"Input should be a valid integer (got '{'x' * 56}...)"
 
 
-def test_a_content_type_pbs_does_not_keep_lists_what_it_may_be(
-    problem: Problem, storage_text: StorageText
-) -> None:
-    issue = problem(storage_text(content="[bogus]"))
+def test_a_content_type_pbs_does_not_keep_lists_what_it_may_be(storage_problem: Problem) -> None:
+    issue = storage_problem(content="[bogus]")
     assert (issue.line, issue.column, issue.field) == (6, 15, "pbs_storages[0].content[0]")
     assert issue.message == "'bogus' is not allowed; input should be 'backup' or 'none'"
     assert issue.fix == (

@@ -12,14 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from config_helpers import Load, Problem, Problems, SecretFile, StorageText, assert_issue
 
-from pbs_compliance.config import ComplianceConfig, ConfigError, ConfigIssue, load_config
-
-StorageText = Callable[..., str]
-Load = Callable[..., ComplianceConfig]
-Problem = Callable[..., ConfigIssue]
-Problems = Callable[..., list[ConfigIssue]]
-SecretFile = Callable[..., Path]
+from pbs_compliance.config import ConfigError, ConfigIssue, load_config
 
 PVE_TOKEN = "pbs_storages: []\npve:\n  token_id: a@pve!pbs\n  token_secret_file: {path}\n"
 
@@ -46,13 +41,12 @@ def in_time(action: Callable[[], object], seconds: float = 20) -> object:
 
 
 def test_a_password_file_that_is_a_fifo_is_an_error_at_once(
-    problem: Problem, storage_text: StorageText, fifo: Path
+    storage_problem: Problem, fifo: Path
 ) -> None:
-    issue = in_time(lambda: problem(storage_text(password_file=str(fifo))))
+    issue = in_time(lambda: storage_problem(password_file=str(fifo)))
 
     assert isinstance(issue, ConfigIssue)
-    assert issue.field == "pbs_storages[0].password_file"
-    assert issue.line == 6
+    assert_issue(issue, "pbs_storages[0].password_file", line=6)
     assert issue.message == (
         f"cannot read secret file {fifo}: it is a named pipe (FIFO), not a regular file"
     )
@@ -63,21 +57,21 @@ def test_a_password_file_that_is_a_fifo_is_an_error_at_once(
     ("device", "kind"), [("/dev/null", "a character device"), ("/dev/zero", "a character device")]
 )
 def test_a_password_file_that_is_a_device_is_an_error(
-    problem: Problem, storage_text: StorageText, device: str, kind: str
+    storage_problem: Problem, device: str, kind: str
 ) -> None:
-    issue = problem(storage_text(password_file=device))
+    issue = storage_problem(password_file=device)
 
     assert issue.message == f"cannot read secret file {device}: it is {kind}, not a regular file"
 
 
 def test_a_password_file_of_dev_stdin_on_a_pipe_is_an_error_not_a_wait(
-    problem: Problem, storage_text: StorageText
+    storage_problem: Problem,
 ) -> None:
     read_end, write_end = os.pipe()
     saved = os.dup(0)
     os.dup2(read_end, 0)  # stdin is a pipe nobody writes to, as under a CI runner
     try:
-        issue = in_time(lambda: problem(storage_text(password_file="/dev/stdin")))
+        issue = in_time(lambda: storage_problem(password_file="/dev/stdin"))
     finally:
         os.dup2(saved, 0)
         for fd in (saved, read_end, write_end):
@@ -91,8 +85,7 @@ def test_a_pve_token_secret_file_that_is_a_fifo_is_an_error(problem: Problem, fi
     issue = in_time(lambda: problem(PVE_TOKEN.format(path=fifo)))
 
     assert isinstance(issue, ConfigIssue)
-    assert issue.field == "pve.token_secret_file"
-    assert "named pipe (FIFO)" in issue.message
+    assert_issue(issue, "pve.token_secret_file", "named pipe (FIFO)")
 
 
 def test_a_config_file_that_is_a_fifo_is_an_error_at_once(fifo: Path) -> None:
@@ -113,11 +106,11 @@ def test_a_config_file_that_is_a_fifo_is_an_error_at_once(fifo: Path) -> None:
 
 @pytest.mark.parametrize(("mode", "who"), [(0o644, "everyone"), (0o604, "everyone")])
 def test_a_world_readable_password_file_is_refused_with_the_chmod_fix(
-    problem: Problem, storage_text: StorageText, secret_file: SecretFile, mode: int, who: str
+    storage_problem: Problem, secret_file: SecretFile, mode: int, who: str
 ) -> None:
     path = secret_file("s3cret\n", mode=mode)
 
-    issue = problem(storage_text(password_file=str(path)))
+    issue = storage_problem(password_file=str(path))
 
     assert issue.field == "pbs_storages[0].password_file"
     assert issue.message.startswith(f"secret file {path} has mode {mode:04o}, so {who} can read it")
@@ -128,11 +121,11 @@ def test_a_world_readable_password_file_is_refused_with_the_chmod_fix(
 
 @pytest.mark.parametrize("mode", [0o640, 0o620, 0o660])
 def test_a_group_readable_password_file_of_ones_own_is_refused(
-    problem: Problem, storage_text: StorageText, secret_file: SecretFile, mode: int
+    storage_problem: Problem, secret_file: SecretFile, mode: int
 ) -> None:
     path = secret_file("s3cret", mode=mode)  # owned by the user running the tests
 
-    issue = problem(storage_text(password_file=str(path)))
+    issue = storage_problem(password_file=str(path))
 
     assert f"has mode {mode:04o}, so the file's group can read it" in issue.message
     assert issue.fix == f"chmod 600 {path}"
@@ -157,16 +150,15 @@ def test_a_too_open_pve_token_secret_file_is_refused_the_same_way(
 
     issue = problem(PVE_TOKEN.format(path=path))
 
-    assert issue.field == "pve.token_secret_file"
-    assert issue.fix == f"chmod 600 {path}"
+    assert_issue(issue, "pve.token_secret_file", fix=f"chmod 600 {path}")
 
 
 def test_the_chmod_fix_quotes_a_path_with_spaces(
-    problem: Problem, storage_text: StorageText, secret_file: SecretFile
+    storage_problem: Problem, secret_file: SecretFile
 ) -> None:
     path = secret_file("s3cret", name="my secrets/pbs.pw", mode=0o644)
 
-    issue = problem(storage_text(password_file=f"'{path}'"))
+    issue = storage_problem(password_file=f"'{path}'")
 
     assert issue.fix == f"chmod 600 '{path}'"
 
@@ -175,11 +167,11 @@ def test_the_chmod_fix_quotes_a_path_with_spaces(
     ("content", "lines"), [("s3cret\nother\n", 2), ("s3cret\n\n", 2), ("a\r\nb", 2)]
 )
 def test_a_password_file_of_several_lines_is_refused(
-    problem: Problem, storage_text: StorageText, secret_file: SecretFile, content: str, lines: int
+    storage_problem: Problem, secret_file: SecretFile, content: str, lines: int
 ) -> None:
     path = secret_file(content)
 
-    issue = problem(storage_text(password_file=str(path)))
+    issue = storage_problem(password_file=str(path))
 
     assert issue.message == (
         f"secret file {path} holds {lines} lines; it must hold only the secret, on one line"
@@ -201,23 +193,26 @@ def test_one_final_line_break_of_a_password_file_is_not_part_of_the_secret(
 
 
 def test_a_control_character_in_a_password_file_is_refused(
-    problem: Problem, storage_text: StorageText, secret_file: SecretFile
+    storage_problem: Problem, secret_file: SecretFile
 ) -> None:
     path = secret_file("s3c\x00ret\n")
 
-    issue = problem(storage_text(password_file=str(path)))
+    issue = storage_problem(password_file=str(path))
 
     assert "contains the control character U+0000" in issue.message
 
 
 @pytest.mark.parametrize("value", ["s3cret\n", "s3\ncret", "s3cret\r"])
 def test_a_secret_from_the_environment_with_a_line_break_is_refused(
-    problem: Problem, storage_text: StorageText, value: str
+    storage_problem: Problem, value: str
 ) -> None:
-    issue = problem(storage_text(password="${PBS_PW}"), env={"PBS_PW": value})
+    issue = storage_problem(password="${PBS_PW}", env={"PBS_PW": value})
 
-    assert issue.field == "pbs_storages[0].password"
-    assert issue.message == "the value of environment variable `PBS_PW` contains a line break"
+    assert_issue(
+        issue,
+        "pbs_storages[0].password",
+        message="the value of environment variable `PBS_PW` contains a line break",
+    )
     assert "s3cret" not in str(issue)
 
 

@@ -8,16 +8,12 @@ into storage.cfg broken. Every pattern of the config is full-matched over ASCII 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from config_helpers import Load, Problem, StorageText, assert_issue
 
-from pbs_compliance.config import ComplianceConfig, ConfigIssue, model, parse_nameserver
-
-StorageText = Callable[..., str]
-Load = Callable[..., ComplianceConfig]
-Problem = Callable[..., ConfigIssue]
+from pbs_compliance.config import model, parse_nameserver
 
 FINGERPRINT = ":".join(["AB"] * 32)
 # (field, a valid value) of every checked text field of a storage entry.
@@ -47,8 +43,7 @@ def test_a_value_ending_in_a_newline_is_rejected(
 ) -> None:
     issue = problem(with_value(storage_text, field, style.format(value)))
 
-    assert issue.field == f"pbs_storages[0].{field}"
-    assert "ends in a line break" in issue.message
+    assert_issue(issue, f"pbs_storages[0].{field}", "ends in a line break")
     assert ascii(value + "\n") in issue.message  # shown escaped, on one line
     assert "\n" not in issue.message
 
@@ -59,17 +54,13 @@ def test_a_value_from_a_variable_ending_in_a_newline_is_rejected(
 ) -> None:
     issue = problem(with_value(storage_text, field, "${VALUE}"), env={"VALUE": value + "\n"})
 
-    assert issue.field == f"pbs_storages[0].{field}"
-    assert "ends in a line break" in issue.message
+    assert_issue(issue, f"pbs_storages[0].{field}", "ends in a line break")
 
 
-def test_a_node_ending_in_a_newline_is_rejected(
-    problem: Problem, storage_text: StorageText
-) -> None:
-    issue = problem(storage_text(nodes='[pve1, "pve2\\n"]'))
+def test_a_node_ending_in_a_newline_is_rejected(storage_problem: Problem) -> None:
+    issue = storage_problem(nodes='[pve1, "pve2\\n"]')
 
-    assert issue.field == "pbs_storages[0].nodes[1]"
-    assert "ends in a line break" in issue.message
+    assert_issue(issue, "pbs_storages[0].nodes[1]", "ends in a line break")
 
 
 @pytest.mark.parametrize(
@@ -81,8 +72,7 @@ def test_a_storage_name_with_a_unicode_look_alike_is_rejected_naming_the_charact
 ) -> None:
     issue = problem(storage_text().replace("name: pbs1", f"name: {value}"))
 
-    assert issue.field == "pbs_storages[0].name"
-    assert char in issue.message
+    assert_issue(issue, "pbs_storages[0].name", char)
     assert ascii(value) in issue.message  # 'pb\u017f1': the look-alike made visible
 
 
@@ -100,29 +90,25 @@ def test_other_fields_with_a_look_alike_are_rejected(
 ) -> None:
     issue = problem(with_value(storage_text, field, f'"{value}"'))
 
-    assert issue.field == f"pbs_storages[0].{field}"
-    assert "which is not ASCII" in issue.message
+    assert_issue(issue, f"pbs_storages[0].{field}", "which is not ASCII")
 
 
-def test_a_node_name_with_a_look_alike_is_rejected(
-    problem: Problem, storage_text: StorageText
-) -> None:
-    issue = problem(storage_text(nodes="[pve\u212a]"))
+def test_a_node_name_with_a_look_alike_is_rejected(storage_problem: Problem) -> None:
+    issue = storage_problem(nodes="[pve\u212a]")
 
-    assert issue.field == "pbs_storages[0].nodes[0]"
-    assert "U+212A (KELVIN SIGN)" in issue.message
+    assert_issue(issue, "pbs_storages[0].nodes[0]", "U+212A (KELVIN SIGN)")
 
 
 def test_a_pbs_user_name_may_hold_unicode_as_pbs_allows_but_not_a_line_break(
-    load: Load, problem: Problem, storage_text: StorageText
+    storage_problem: Problem, load: Load, storage_text: StorageText
 ) -> None:
     (spec,) = load(storage_text(username="jürgen@pbs")).storages
     assert spec.username == "jürgen@pbs"
 
-    issue = problem(storage_text(username='"backup@pbs!ci\\n"'))
+    issue = storage_problem(username='"backup@pbs!ci\\n"')
     assert "ends in a line break" in issue.message
     for realm in ["p\u017fs", "pbs!\u212a"]:  # realm and token name are ASCII in PBS
-        assert problem(storage_text(username=f"root@{realm}")).field == "pbs_storages[0].username"
+        assert storage_problem(username=f"root@{realm}").field == "pbs_storages[0].username"
 
 
 @pytest.mark.parametrize("server", ["pbs_1.example", "pbs.example.", "fe80::1%eth0", "fe80::1%\n"])

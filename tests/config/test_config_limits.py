@@ -7,31 +7,22 @@ with more values than any config are config errors - never a traceback, never mi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from config_helpers import Problem, StorageText, assert_issue
 
 from pbs_compliance.config import (
-    ComplianceConfig,
     ConfigError,
-    ConfigIssue,
     load_config,
     parse_config,
 )
 from pbs_compliance.config.files import MAX_CONFIG_BYTES
 from pbs_compliance.config.yamlsource import MAX_NUMBER_CHARS, MAX_VALUES
 
-StorageText = Callable[..., str]
-Load = Callable[..., ComplianceConfig]
-Problem = Callable[..., ConfigIssue]
-Problems = Callable[..., list[ConfigIssue]]
 
-
-def test_a_5000_digit_port_is_one_error_at_its_line(
-    problem: Problem, storage_text: StorageText
-) -> None:
-    issue = problem(storage_text(port="9" * 5000))
+def test_a_5000_digit_port_is_one_error_at_its_line(storage_problem: Problem) -> None:
+    issue = storage_problem(port="9" * 5000)
 
     assert (issue.line, issue.column, issue.field) == (6, 11, "pbs_storages[0].port")
     assert issue.message == (
@@ -51,17 +42,17 @@ def test_a_long_number_under_defaults_is_reported_once(
 
 
 def test_a_number_of_the_longest_length_still_gets_the_range_check(
-    problem: Problem, storage_text: StorageText
+    storage_problem: Problem,
 ) -> None:
-    issue = problem(storage_text(port="9" * MAX_NUMBER_CHARS))
+    issue = storage_problem(port="9" * MAX_NUMBER_CHARS)
 
     assert issue.message.startswith("Input should be less than or equal to 65535")
 
 
 def test_a_long_number_from_the_environment_is_a_type_error_not_a_crash(
-    problem: Problem, storage_text: StorageText
+    storage_problem: Problem,
 ) -> None:
-    issue = problem(storage_text(port="${PORT}"), env={"PORT": "9" * 5000})
+    issue = storage_problem(port="${PORT}", env={"PORT": "9" * 5000})
 
     assert issue.field == "pbs_storages[0].port"
     assert issue.message.startswith("Input should be a valid integer")
@@ -73,12 +64,15 @@ def test_a_long_number_from_the_environment_is_a_type_error_not_a_crash(
     [("2024-13-45", "month must be in 1..12"), ("2024-02-30", "day is out of range for month")],
 )
 def test_a_date_that_is_none_is_an_error_not_a_crash(
-    problem: Problem, storage_text: StorageText, value: str, words: str
+    storage_problem: Problem, value: str, words: str
 ) -> None:
-    issue = problem(storage_text(description=value))
+    issue = storage_problem(description=value)
 
-    assert issue.field == "pbs_storages[0].description"
-    assert issue.message == f"'{value}' reads as a timestamp but is not a valid one ({words})"
+    assert_issue(
+        issue,
+        "pbs_storages[0].description",
+        message=f"'{value}' reads as a timestamp but is not a valid one ({words})",
+    )
     assert issue.fix == "correct it, or put quotes around it to keep it as text"
 
 

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
+from config_helpers import Problem, StorageText, assert_issue
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pbs_compliance.config import ComplianceConfig, ConfigError, ConfigIssue, parse_config
+from pbs_compliance.config import ConfigError, ConfigIssue, parse_config
 from pbs_compliance.config.yamlsource import load_yaml
-
-Problem = Callable[..., ConfigIssue]
-Problems = Callable[..., list[ConfigIssue]]
-StorageText = Callable[..., str]
-Load = Callable[..., ComplianceConfig]
 
 FINGERPRINT = ":".join(["AB"] * 32)
 
@@ -39,8 +34,7 @@ def test_an_unknown_key_whose_value_is_a_mapping_points_at_the_key(
 def test_an_unknown_key_whose_value_is_a_list_points_at_the_key(problem: Problem) -> None:
     issue = problem("pbs_storages: []\ndns:\n  name_servers:\n    - 192.0.2.53\n")
 
-    assert issue.field == "dns.name_servers"
-    assert (issue.line, issue.column) == (3, 3)
+    assert_issue(issue, "dns.name_servers", at=(3, 3))
 
 
 def test_an_unknown_top_level_section_points_at_its_key(problem: Problem) -> None:
@@ -57,28 +51,29 @@ def test_a_name_under_defaults_points_at_the_key(
     assert (issue.line, issue.column, issue.field) == (3, 3, "defaults.name")
 
 
-def test_a_bad_value_still_points_at_the_value(problem: Problem, storage_text: StorageText) -> None:
-    issue = problem(storage_text(port="70000"))
+def test_a_bad_value_still_points_at_the_value(storage_problem: Problem) -> None:
+    issue = storage_problem(port="70000")
 
     assert (issue.line, issue.column, issue.field) == (6, 11, "pbs_storages[0].port")
 
 
-def test_a_value_written_on_the_next_line_is_pointed_at_there(
-    problem: Problem, storage_text: StorageText
-) -> None:
-    issue = problem(storage_text(port="\n      70000"))
+def test_a_value_written_on_the_next_line_is_pointed_at_there(storage_problem: Problem) -> None:
+    issue = storage_problem(port="\n      70000")
 
     assert (issue.line, issue.column) == (7, 7)
 
 
 def test_a_mapping_value_that_is_wrong_as_a_whole_points_at_its_key(
-    problem: Problem, storage_text: StorageText
+    storage_problem: Problem,
 ) -> None:
-    issue = problem(storage_text(prune_backups="\n      keep_all: true\n      keep_daily: 7"))
+    issue = storage_problem(prune_backups="\n      keep_all: true\n      keep_daily: 7")
 
-    assert issue.field == "pbs_storages[0].prune_backups"
-    assert "keep_all cannot be combined with keep_daily" in issue.message
-    assert (issue.line, issue.column) == (6, 5)
+    assert_issue(
+        issue,
+        "pbs_storages[0].prune_backups",
+        "keep_all cannot be combined with keep_daily",
+        at=(6, 5),
+    )
 
 
 def test_an_empty_value_points_at_its_key_not_the_next_line(

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from config_helpers import Load, Problem, SecretFile, StorageText, assert_issue
 
-from pbs_compliance.config import ComplianceConfig, ConfigIssue
-
-StorageText = Callable[..., str]
-Load = Callable[..., ComplianceConfig]
-Problem = Callable[..., ConfigIssue]
-SecretFile = Callable[..., Path]
+from pbs_compliance.config import ComplianceConfig
 
 
 def secret_of(config: ComplianceConfig) -> str:
@@ -43,9 +38,9 @@ def test_the_password_never_shows_in_the_repr_of_the_config(
 
 @pytest.mark.parametrize("literal", ["hunter2", "'${PBS_PW} '", "prefix-${PBS_PW}", "12345"])
 def test_a_literal_password_is_an_error_saying_how_to_move_it_out(
-    problem: Problem, storage_text: StorageText, literal: str
+    storage_problem: Problem, literal: str
 ) -> None:
-    issue = problem(storage_text(password=literal), env={"PBS_PW": "x"})
+    issue = storage_problem(password=literal, env={"PBS_PW": "x"})
 
     assert issue.field == "pbs_storages[0].password"
     assert (issue.line, issue.column) == (6, 15)
@@ -63,20 +58,19 @@ def test_the_suggested_variable_name_is_derived_from_the_storage_name(
     assert "${PBS_OFF_SITE_2_PASSWORD}" in problem(text).fix
 
 
-def test_a_password_from_an_unset_variable_is_an_error_naming_it(
-    problem: Problem, storage_text: StorageText
-) -> None:
-    issue = problem(storage_text(password="${PBS_PW}"))
+def test_a_password_from_an_unset_variable_is_an_error_naming_it(storage_problem: Problem) -> None:
+    issue = storage_problem(password="${PBS_PW}")
 
-    assert issue.field == "pbs_storages[0].password"
-    assert issue.message == "environment variable `PBS_PW` is not set"
-    assert issue.fix == "export PBS_PW=..."
+    assert_issue(
+        issue,
+        "pbs_storages[0].password",
+        message="environment variable `PBS_PW` is not set",
+        fix="export PBS_PW=...",
+    )
 
 
-def test_a_password_from_an_empty_variable_is_an_error(
-    problem: Problem, storage_text: StorageText
-) -> None:
-    issue = problem(storage_text(password="${PBS_PW}"), env={"PBS_PW": ""})
+def test_a_password_from_an_empty_variable_is_an_error(storage_problem: Problem) -> None:
+    issue = storage_problem(password="${PBS_PW}", env={"PBS_PW": ""})
 
     assert issue.message == "environment variable `PBS_PW` is empty"
 
@@ -107,12 +101,13 @@ def test_a_password_file_path_may_use_env_references(
 
 
 def test_a_password_file_path_with_an_unset_variable_is_an_error_naming_it(
-    problem: Problem, storage_text: StorageText
+    storage_problem: Problem,
 ) -> None:
-    issue = problem(storage_text(password_file="${SECRETS}/pbs.pw"))
+    issue = storage_problem(password_file="${SECRETS}/pbs.pw")
 
-    assert issue.field == "pbs_storages[0].password_file"
-    assert issue.message == "environment variable `SECRETS` is not set"
+    assert_issue(
+        issue, "pbs_storages[0].password_file", message="environment variable `SECRETS` is not set"
+    )
 
 
 def test_a_home_relative_password_file_is_expanded(
@@ -139,8 +134,7 @@ def test_a_home_relative_password_file_is_expanded(
     ],
 )
 def test_an_unreadable_empty_or_oversized_password_file_is_an_error(
-    problem: Problem,
-    storage_text: StorageText,
+    storage_problem: Problem,
     tmp_path: Path,
     secret_file: SecretFile,
     content: bytes | None,
@@ -150,11 +144,9 @@ def test_an_unreadable_empty_or_oversized_password_file_is_an_error(
     if content is not None:
         secret_file(content)
 
-    issue = problem(storage_text(password_file=str(secret)))
+    issue = storage_problem(password_file=str(secret))
 
-    assert issue.field == "pbs_storages[0].password_file"
-    assert words in issue.message
-    assert str(secret) in issue.message
+    assert_issue(issue, "pbs_storages[0].password_file", words, str(secret))
 
 
 @pytest.mark.parametrize(
@@ -162,17 +154,15 @@ def test_an_unreadable_empty_or_oversized_password_file_is_an_error(
     [("'a\\0b'", "NUL character"), ("~no-such-user-pbs/pw", "cannot expand `~`")],
 )
 def test_a_password_file_path_that_cannot_be_a_path_is_an_error_not_a_crash(
-    problem: Problem, storage_text: StorageText, path: str, words: str
+    storage_problem: Problem, path: str, words: str
 ) -> None:
-    issue = problem(storage_text(password_file=path.replace("'", '"')))
+    issue = storage_problem(password_file=path.replace("'", '"'))
 
     assert words in issue.message
 
 
-def test_a_password_file_that_is_not_text_is_an_error(
-    problem: Problem, storage_text: StorageText
-) -> None:
-    issue = problem(storage_text(password_file="[a, b]"))
+def test_a_password_file_that_is_not_text_is_an_error(storage_problem: Problem) -> None:
+    issue = storage_problem(password_file="[a, b]")
 
     assert issue.message == "must be a file path"
 
@@ -198,9 +188,9 @@ def test_a_password_file_can_be_a_default_for_every_storage(
 
 
 def test_a_password_file_that_is_a_directory_names_the_reason(
-    problem: Problem, storage_text: StorageText, tmp_path: Path
+    storage_problem: Problem, tmp_path: Path
 ) -> None:
-    issue = problem(storage_text(password_file=str(tmp_path)))
+    issue = storage_problem(password_file=str(tmp_path))
 
     assert "Is a directory" in issue.message
 
@@ -274,8 +264,7 @@ def test_half_a_pve_credential_pair_is_an_error_naming_the_missing_half(
 ) -> None:
     issue = problem(f"pbs_storages: []\npve:\n  {section}\n", env={"S": "x"})
 
-    assert issue.field == "pve"
-    assert f"`{have}` is given without `{lack}`" in issue.message
+    assert_issue(issue, "pve", f"`{have}` is given without `{lack}`")
 
 
 @pytest.mark.parametrize("token_id", ["automation", "a@pve", "a@pve!", "a@p!b"])
@@ -285,8 +274,7 @@ def test_a_malformed_pve_token_id_is_rejected(problem: Problem, token_id: str) -
         env={"S": "x"},
     )
 
-    assert issue.field == "pve.token_id"
-    assert "user@realm!tokenname" in issue.message
+    assert_issue(issue, "pve.token_id", "user@realm!tokenname")
 
 
 def test_an_unset_pve_token_secret_is_one_error_not_also_half_a_credential_pair(
@@ -294,8 +282,7 @@ def test_an_unset_pve_token_secret_is_one_error_not_also_half_a_credential_pair(
 ) -> None:
     issue = problem("pbs_storages: []\npve:\n  token_id: a@pve!pbs\n  token_secret: ${PVE_T}\n")
 
-    assert issue.field == "pve.token_secret"
-    assert issue.message == "environment variable `PVE_T` is not set"
+    assert_issue(issue, "pve.token_secret", message="environment variable `PVE_T` is not set")
 
 
 def test_an_unreadable_pve_password_file_is_one_error(problem: Problem, tmp_path: Path) -> None:
@@ -303,5 +290,4 @@ def test_an_unreadable_pve_password_file_is_one_error(problem: Problem, tmp_path
 
     issue = problem(text)
 
-    assert issue.field == "pve.password_file"
-    assert "cannot read secret file" in issue.message
+    assert_issue(issue, "pve.password_file", "cannot read secret file")

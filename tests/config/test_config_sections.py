@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from config_helpers import Load, Problem, Problems, StorageText, assert_issue
 
 from pbs_compliance.config import (
-    ComplianceConfig,
-    ConfigIssue,
     DnsSettings,
     PruneBackups,
     parse_nameserver,
 )
-
-StorageText = Callable[..., str]
-Load = Callable[..., ComplianceConfig]
-Problems = Callable[..., list[ConfigIssue]]
-Problem = Callable[..., ConfigIssue]
-
 
 # -- pve ----------------------------------------------------------------------------------------
 
@@ -59,8 +51,7 @@ def test_a_pve_url_that_is_no_pve_address_is_rejected_with_an_example(
 ) -> None:
     issue = problem(f"pbs_storages: []\npve:\n  url: '{url}'\n")
 
-    assert issue.field == "pve.url"
-    assert "https://pve1.example:8006" in issue.message
+    assert_issue(issue, "pve.url", "https://pve1.example:8006")
 
 
 def test_an_absolute_ca_file_is_kept_and_an_env_reference_in_it_is_expanded(
@@ -77,8 +68,7 @@ def test_an_absolute_ca_file_is_kept_and_an_env_reference_in_it_is_expanded(
 def test_a_ca_file_with_an_unset_variable_is_an_error_naming_it(problem: Problem) -> None:
     issue = problem("pbs_storages: []\npve:\n  ca_file: ${CERTS}/ca.pem\n")
 
-    assert issue.field == "pve.ca_file"
-    assert issue.message == "environment variable `CERTS` is not set"
+    assert_issue(issue, "pve.ca_file", message="environment variable `CERTS` is not set")
 
 
 @pytest.mark.parametrize("timeout", ["0", "601", "-1"])
@@ -93,16 +83,14 @@ def test_a_pve_timeout_outside_0_to_600_seconds_is_rejected(problem: Problem, ti
 def test_a_section_that_is_not_a_mapping_is_rejected(problem: Problem, section: str) -> None:
     issue = problem(f"pbs_storages: []\n{section}: [a]\n")
 
-    assert issue.field == section
-    assert "must be a mapping" in issue.message
+    assert_issue(issue, section, "must be a mapping")
     assert issue.fix
 
 
 def test_an_unknown_pve_key_gets_the_closest_known_key_suggested(problem: Problem) -> None:
     issue = problem("pbs_storages: []\npve:\n  verify_tls: false\n")
 
-    assert issue.field == "pve.verify_tls"
-    assert issue.fix == "did you mean `verify_ssl`?"
+    assert_issue(issue, "pve.verify_tls", fix="did you mean `verify_ssl`?")
 
 
 # -- dns ----------------------------------------------------------------------------------------
@@ -144,8 +132,7 @@ def test_a_nameserver_that_is_not_host_or_host_and_port_is_rejected(
 ) -> None:
     issue = problem(f"pbs_storages: []\ndns:\n  nameservers: ['{nameserver}']\n")
 
-    assert issue.field == "dns.nameservers[0]"
-    assert issue.line == 3
+    assert_issue(issue, "dns.nameservers[0]", line=3)
 
 
 def test_dns_settings_default_to_the_system_resolver() -> None:
@@ -195,8 +182,7 @@ def test_a_bad_default_is_reported_once_at_the_default_not_once_per_storage(
 
     issue = problem(text)
 
-    assert issue.field == "defaults.port"
-    assert (issue.line, issue.column) == (2, 9)
+    assert_issue(issue, "defaults.port", at=(2, 9))
 
 
 def test_a_default_name_is_rejected_because_every_storage_needs_its_own(
@@ -204,9 +190,12 @@ def test_a_default_name_is_rejected_because_every_storage_needs_its_own(
 ) -> None:
     issue = problem("defaults:\n  name: x\n" + storage_text())
 
-    assert issue.field == "defaults.name"
-    assert issue.message == "`name` cannot have a default"
-    assert "every storage needs its own name" in issue.fix
+    assert_issue(
+        issue,
+        "defaults.name",
+        message="`name` cannot have a default",
+        fix_says="every storage needs its own name",
+    )
 
 
 def test_a_misspelt_default_gets_the_closest_field_suggested(
@@ -214,8 +203,7 @@ def test_a_misspelt_default_gets_the_closest_field_suggested(
 ) -> None:
     issue = problem("defaults:\n  prot: 8207\n" + storage_text())
 
-    assert issue.field == "defaults.prot"
-    assert issue.fix == "did you mean `port`?"
+    assert_issue(issue, "defaults.prot", fix="did you mean `port`?")
 
 
 def test_a_password_reference_can_be_a_default_for_every_storage(
@@ -236,9 +224,12 @@ def test_a_literal_password_default_is_reported_once_at_the_default(
 
     issue = problem(text)
 
-    assert issue.field == "defaults.password"
-    assert issue.message == "a literal secret does not belong in the config file"
-    assert "`password: ${PBS_PASSWORD}`" in issue.fix
+    assert_issue(
+        issue,
+        "defaults.password",
+        message="a literal secret does not belong in the config file",
+        fix_says="`password: ${PBS_PASSWORD}`",
+    )
 
 
 def test_an_unknown_prune_key_under_defaults_is_reported_at_the_default(
@@ -246,8 +237,7 @@ def test_an_unknown_prune_key_under_defaults_is_reported_at_the_default(
 ) -> None:
     issue = problem("defaults:\n  prune_backups: {keep_dayly: 1}\n" + storage_text())
 
-    assert issue.field == "defaults.prune_backups.keep_dayly"
-    assert issue.fix == "did you mean `keep_daily`?"
+    assert_issue(issue, "defaults.prune_backups.keep_dayly", fix="did you mean `keep_daily`?")
 
 
 # -- interpolation ------------------------------------------------------------------------------
@@ -299,12 +289,11 @@ def test_env_references_inside_prune_backups_and_pve_settings_get_their_types(
 
 
 def test_an_env_value_that_is_no_number_for_a_number_field_shows_the_value(
-    problem: Problem, storage_text: StorageText
+    storage_problem: Problem,
 ) -> None:
-    issue = problem(storage_text(port="${PORT}"), env={"PORT": "high"})
+    issue = storage_problem(port="${PORT}", env={"PORT": "high"})
 
-    assert issue.field == "pbs_storages[0].port"
-    assert "'high'" in issue.message
+    assert_issue(issue, "pbs_storages[0].port", "'high'")
 
 
 def test_an_env_value_for_a_text_field_stays_text_even_when_it_looks_like_a_number(
@@ -315,14 +304,15 @@ def test_an_env_value_for_a_text_field_stays_text_even_when_it_looks_like_a_numb
     assert spec.datastore == "2024"
 
 
-def test_a_missing_variable_is_one_error_naming_it_at_its_field(
-    problem: Problem, storage_text: StorageText
-) -> None:
-    issue = problem(storage_text(port="${PBS_PORT}"))
+def test_a_missing_variable_is_one_error_naming_it_at_its_field(storage_problem: Problem) -> None:
+    issue = storage_problem(port="${PBS_PORT}")
 
-    assert issue.field == "pbs_storages[0].port"
-    assert issue.message == "environment variable `PBS_PORT` is not set"
-    assert (issue.line, issue.column) == (6, 11)
+    assert_issue(
+        issue,
+        "pbs_storages[0].port",
+        message="environment variable `PBS_PORT` is not set",
+        at=(6, 11),
+    )
 
 
 def test_every_missing_variable_of_a_value_is_named(
@@ -337,10 +327,8 @@ def test_every_missing_variable_of_a_value_is_named(
 
 
 @pytest.mark.parametrize("reference", ["${}", "${1X}", "${A-B}"])
-def test_a_malformed_reference_is_an_error(
-    problem: Problem, storage_text: StorageText, reference: str
-) -> None:
-    issue = problem(storage_text(description=f"'{reference}'"))
+def test_a_malformed_reference_is_an_error(storage_problem: Problem, reference: str) -> None:
+    issue = storage_problem(description=f"'{reference}'")
 
     assert "is not a valid variable reference" in issue.message
 
@@ -358,5 +346,4 @@ def test_a_double_dollar_is_a_literal_dollar_and_is_not_expanded_again(
 def test_a_dns_value_is_expanded_only_once(problem: Problem) -> None:
     issue = problem("pbs_storages: []\ndns:\n  nameservers: ['$${NS}']\n", env={"NS": "ns1"})
 
-    assert issue.field == "dns.nameservers[0]"
-    assert "'${NS}'" in issue.message
+    assert_issue(issue, "dns.nameservers[0]", "'${NS}'")

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from config_helpers import Load, Problem, Problems, StorageText, assert_issue
 from pydantic import SecretStr
 
 from pbs_compliance.config import (
     ComplianceConfig,
-    ConfigIssue,
     PruneBackups,
     StorageSpec,
     load_config,
 )
-
-StorageText = Callable[..., str]
-Load = Callable[..., ComplianceConfig]
-Problems = Callable[..., list[ConfigIssue]]
-Problem = Callable[..., ConfigIssue]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -106,9 +100,12 @@ def test_each_required_field_missing_is_reported_at_its_entry(
 
     issue = problem(text)
 
-    assert issue.field == f"pbs_storages[0].{field}"
-    assert issue.message == "required field is missing"
-    assert issue.fix == f"add `{field}:`"
+    assert_issue(
+        issue,
+        f"pbs_storages[0].{field}",
+        message="required field is missing",
+        fix=f"add `{field}:`",
+    )
     assert issue.line is not None
 
 
@@ -137,8 +134,7 @@ def test_a_name_breaking_the_pve_storage_id_rules_is_rejected(
 ) -> None:
     issue = problem(storage_text().replace("name: pbs1", f"name: '{name}'"))
 
-    assert issue.field == "pbs_storages[0].name"
-    assert words in issue.message
+    assert_issue(issue, "pbs_storages[0].name", words)
 
 
 def test_two_storages_with_one_name_are_reported_at_the_second_with_the_first_line(
@@ -148,10 +144,13 @@ def test_two_storages_with_one_name_are_reported_at_the_second_with_the_first_li
 
     issue = problem("pbs_storages:\n" + entry + entry)
 
-    assert issue.field == "pbs_storages[1].name"
-    assert (issue.line, issue.column) == (6, 11)
-    assert "duplicate storage name `pbs1` (first declared on line 2)" in issue.message
-    assert "unique" in issue.fix
+    assert_issue(
+        issue,
+        "pbs_storages[1].name",
+        "duplicate storage name `pbs1` (first declared on line 2)",
+        at=(6, 11),
+        fix_says="unique",
+    )
 
 
 def test_names_are_compared_after_interpolation(
@@ -162,8 +161,7 @@ def test_names_are_compared_after_interpolation(
 
     issue = problem("pbs_storages:\n" + entry + second, env={"SECOND": "pbs1"})
 
-    assert issue.field == "pbs_storages[1].name"
-    assert "duplicate storage name `pbs1`" in issue.message
+    assert_issue(issue, "pbs_storages[1].name", "duplicate storage name `pbs1`")
 
 
 def test_a_duplicate_entry_is_still_validated_so_its_other_errors_show_too(
@@ -200,9 +198,12 @@ def test_a_url_a_port_or_brackets_in_server_are_rejected_with_the_fix(
 ) -> None:
     issue = problem(storage_text().replace("server: pbs.example", f"server: '{server}'"))
 
-    assert issue.field == "pbs_storages[0].server"
-    assert "neither a host name nor an IPv4/IPv6 address" in issue.message
-    assert "the port in `port:`" in issue.message
+    assert_issue(
+        issue,
+        "pbs_storages[0].server",
+        "neither a host name nor an IPv4/IPv6 address",
+        "the port in `port:`",
+    )
 
 
 # -- datastore ----------------------------------------------------------------------------------
@@ -223,8 +224,7 @@ def test_a_datastore_name_pbs_would_reject_is_rejected(
 ) -> None:
     issue = problem(storage_text().replace("store1", f"'{datastore}'"))
 
-    assert issue.field == "pbs_storages[0].datastore"
-    assert "3 to 32" in issue.message
+    assert_issue(issue, "pbs_storages[0].datastore", "3 to 32")
 
 
 # -- fingerprint --------------------------------------------------------------------------------
@@ -264,9 +264,9 @@ def test_a_fingerprint_that_is_not_32_colon_separated_hex_bytes_is_rejected(
 ) -> None:
     issue = problem(storage_text().replace(fingerprint, value))
 
-    assert issue.field == "pbs_storages[0].fingerprint"
-    assert "32 colon-separated hex bytes" in issue.message
-    assert "pbs fingerprint HOST" in issue.message
+    assert_issue(
+        issue, "pbs_storages[0].fingerprint", "32 colon-separated hex bytes", "pbs fingerprint HOST"
+    )
 
 
 # -- enabled, content ---------------------------------------------------------------------------
@@ -276,10 +276,8 @@ def test_enabled_false_is_kept(load: Load, storage_text: StorageText) -> None:
     assert load(storage_text(enabled="false")).storages[0].enabled is False
 
 
-def test_enabled_must_be_a_boolean_not_a_number(
-    problem: Problem, storage_text: StorageText
-) -> None:
-    issue = problem(storage_text(enabled="1"))
+def test_enabled_must_be_a_boolean_not_a_number(storage_problem: Problem) -> None:
+    issue = storage_problem(enabled="1")
 
     assert issue.field == "pbs_storages[0].enabled"
     assert issue.fix == "write `true` or `false` without quotes"
@@ -301,13 +299,16 @@ def test_content_is_backup_or_none_as_a_list_or_a_single_word(
 
 
 def test_a_content_type_pbs_cannot_hold_is_rejected_with_what_pve_would_do(
-    problem: Problem, storage_text: StorageText
+    storage_problem: Problem,
 ) -> None:
-    issue = problem(storage_text(content="[backup, images]"))
+    issue = storage_problem(content="[backup, images]")
 
-    assert issue.field == "pbs_storages[0].content[1]"
-    assert "'images' is not allowed" in issue.message
-    assert "PVE turns anything else into `none`" in issue.fix
+    assert_issue(
+        issue,
+        "pbs_storages[0].content[1]",
+        "'images' is not allowed",
+        fix_says="PVE turns anything else into `none`",
+    )
 
 
 @pytest.mark.parametrize(
@@ -315,12 +316,11 @@ def test_a_content_type_pbs_cannot_hold_is_rejected_with_what_pve_would_do(
     [("[backup, none]", "unable to combine 'none'"), ("[]", "at least one content type")],
 )
 def test_none_combined_with_backup_or_an_empty_content_list_is_rejected(
-    problem: Problem, storage_text: StorageText, written: str, words: str
+    storage_problem: Problem, written: str, words: str
 ) -> None:
-    issue = problem(storage_text(content=written))
+    issue = storage_problem(content=written)
 
-    assert issue.field == "pbs_storages[0].content"
-    assert words in issue.message
+    assert_issue(issue, "pbs_storages[0].content", words)
 
 
 # -- username -----------------------------------------------------------------------------------
@@ -339,13 +339,11 @@ def test_a_user_at_realm_or_a_token_id_is_a_valid_username(
     "username", ["root", "root@", "@pam", "a b@pam", "root@pam!", "root@pam!a!b", "a:b@pam"]
 )
 def test_a_username_that_is_no_pbs_auth_id_is_rejected_with_both_forms(
-    problem: Problem, storage_text: StorageText, username: str
+    storage_problem: Problem, username: str
 ) -> None:
-    issue = problem(storage_text(username=f"'{username}'"))
+    issue = storage_problem(username=f"'{username}'")
 
-    assert issue.field == "pbs_storages[0].username"
-    assert "`user@realm`" in issue.message
-    assert "`user@realm!tokenname`" in issue.message
+    assert_issue(issue, "pbs_storages[0].username", "`user@realm`", "`user@realm!tokenname`")
 
 
 # -- port ---------------------------------------------------------------------------------------
@@ -358,18 +356,15 @@ def test_a_port_in_range_is_kept(load: Load, storage_text: StorageText, port: in
 
 @pytest.mark.parametrize(("port", "fix"), [("0", ">= 1"), ("65536", "<= 65535")])
 def test_a_port_out_of_range_is_rejected_with_the_bound(
-    problem: Problem, storage_text: StorageText, port: str, fix: str
+    storage_problem: Problem, port: str, fix: str
 ) -> None:
-    issue = problem(storage_text(port=port))
+    issue = storage_problem(port=port)
 
-    assert issue.field == "pbs_storages[0].port"
-    assert issue.fix == f"use a value {fix}"
+    assert_issue(issue, "pbs_storages[0].port", fix=f"use a value {fix}")
 
 
-def test_a_quoted_port_is_rejected_with_a_hint_to_drop_the_quotes(
-    problem: Problem, storage_text: StorageText
-) -> None:
-    issue = problem(storage_text(port="'8007'"))
+def test_a_quoted_port_is_rejected_with_a_hint_to_drop_the_quotes(storage_problem: Problem) -> None:
+    issue = storage_problem(port="'8007'")
 
     assert "valid integer" in issue.message
     assert "'8007'" in issue.message
@@ -387,13 +382,10 @@ def test_a_pbs_namespace_of_up_to_7_levels_is_accepted(
 
 
 @pytest.mark.parametrize("namespace", ["a//b", "/a", "a/", "a/b/c/d/e/f/g/h", "x" * 33, "a b"])
-def test_a_namespace_pbs_would_reject_is_rejected(
-    problem: Problem, storage_text: StorageText, namespace: str
-) -> None:
-    issue = problem(storage_text(namespace=f"'{namespace}'"))
+def test_a_namespace_pbs_would_reject_is_rejected(storage_problem: Problem, namespace: str) -> None:
+    issue = storage_problem(namespace=f"'{namespace}'")
 
-    assert issue.field == "pbs_storages[0].namespace"
-    assert "not a valid PBS namespace" in issue.message
+    assert_issue(issue, "pbs_storages[0].namespace", "not a valid PBS namespace")
 
 
 def test_nodes_are_a_sorted_set_and_a_single_word_is_a_one_node_list(
@@ -404,22 +396,17 @@ def test_nodes_are_a_sorted_set_and_a_single_word_is_a_one_node_list(
 
 
 def test_an_empty_node_list_is_rejected_because_it_would_mean_no_node(
-    problem: Problem, storage_text: StorageText
+    storage_problem: Problem,
 ) -> None:
-    issue = problem(storage_text(nodes="[]"))
+    issue = storage_problem(nodes="[]")
 
-    assert issue.field == "pbs_storages[0].nodes"
-    assert "leave `nodes` out for all nodes" in issue.message
+    assert_issue(issue, "pbs_storages[0].nodes", "leave `nodes` out for all nodes")
 
 
-def test_an_invalid_node_name_is_reported_at_its_list_position(
-    problem: Problem, storage_text: StorageText
-) -> None:
-    issue = problem(storage_text(nodes="[pve1, 'pve 2']"))
+def test_an_invalid_node_name_is_reported_at_its_list_position(storage_problem: Problem) -> None:
+    issue = storage_problem(nodes="[pve1, 'pve 2']")
 
-    assert issue.field == "pbs_storages[0].nodes[1]"
-    assert "'pve 2' is not a valid node name" in issue.message
-    assert (issue.line, issue.column) == (6, 19)
+    assert_issue(issue, "pbs_storages[0].nodes[1]", "'pve 2' is not a valid node name", at=(6, 19))
 
 
 @pytest.mark.parametrize("value", [-1, 0, 10])
@@ -431,13 +418,10 @@ def test_max_protected_backups_of_minus_one_or_more_is_kept(
     assert spec.max_protected_backups == value
 
 
-def test_max_protected_backups_below_minus_one_is_rejected(
-    problem: Problem, storage_text: StorageText
-) -> None:
-    issue = problem(storage_text(max_protected_backups="-2"))
+def test_max_protected_backups_below_minus_one_is_rejected(storage_problem: Problem) -> None:
+    issue = storage_problem(max_protected_backups="-2")
 
-    assert issue.field == "pbs_storages[0].max_protected_backups"
-    assert issue.fix == "use a value >= -1"
+    assert_issue(issue, "pbs_storages[0].max_protected_backups", fix="use a value >= -1")
 
 
 def test_a_description_is_kept_as_text(load: Load, storage_text: StorageText) -> None:
@@ -491,39 +475,43 @@ def test_keep_all_with_other_keys_at_zero_is_allowed_as_pve_allows_it(
 
 
 def test_keep_all_combined_with_a_retention_count_is_rejected_naming_the_others(
-    problem: Problem, storage_text: StorageText
+    storage_problem: Problem,
 ) -> None:
-    issue = problem(storage_text(prune_backups="{keep_all: true, keep_daily: 7, keep_last: 1}"))
+    issue = storage_problem(prune_backups="{keep_all: true, keep_daily: 7, keep_last: 1}")
 
-    assert issue.field == "pbs_storages[0].prune_backups"
-    assert "keep_all cannot be combined with keep_last, keep_daily" in issue.message
+    assert_issue(
+        issue,
+        "pbs_storages[0].prune_backups",
+        "keep_all cannot be combined with keep_last, keep_daily",
+    )
 
 
 @pytest.mark.parametrize("value", ["-1", "1.5", "'7'", "true"])
-def test_a_prune_count_must_be_a_non_negative_integer(
-    problem: Problem, storage_text: StorageText, value: str
-) -> None:
-    issue = problem(storage_text(prune_backups=f"{{keep_daily: {value}}}"))
+def test_a_prune_count_must_be_a_non_negative_integer(storage_problem: Problem, value: str) -> None:
+    issue = storage_problem(prune_backups=f"{{keep_daily: {value}}}")
 
-    assert issue.field == "pbs_storages[0].prune_backups.keep_daily"
-    assert issue.line == 6
+    assert_issue(issue, "pbs_storages[0].prune_backups.keep_daily", line=6)
 
 
 def test_a_hyphenated_prune_key_gets_the_underscore_spelling_suggested(
-    problem: Problem, storage_text: StorageText
+    storage_problem: Problem,
 ) -> None:
-    issue = problem(storage_text(prune_backups="{keep-daily: 7}"))
+    issue = storage_problem(prune_backups="{keep-daily: 7}")
 
-    assert issue.field == "pbs_storages[0].prune_backups.keep-daily"
-    assert issue.message == "unknown key `keep-daily`"
-    assert issue.fix == "did you mean `keep_daily`?"
+    assert_issue(
+        issue,
+        "pbs_storages[0].prune_backups.keep-daily",
+        message="unknown key `keep-daily`",
+        fix="did you mean `keep_daily`?",
+    )
 
 
-def test_prune_backups_must_be_a_mapping(problem: Problem, storage_text: StorageText) -> None:
-    issue = problem(storage_text(prune_backups="[7]"))
+def test_prune_backups_must_be_a_mapping(storage_problem: Problem) -> None:
+    issue = storage_problem(prune_backups="[7]")
 
-    assert issue.field == "pbs_storages[0].prune_backups"
-    assert issue.fix == "write a mapping of `key: value` lines below it"
+    assert_issue(
+        issue, "pbs_storages[0].prune_backups", fix="write a mapping of `key: value` lines below it"
+    )
 
 
 # -- the model from Python ----------------------------------------------------------------------
