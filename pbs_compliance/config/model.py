@@ -12,6 +12,7 @@ import ipaddress
 import re
 import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -99,21 +100,26 @@ def _plain(value: str, what: str) -> None:
             )
 
 
-def _rule(
-    what: str, valid: Callable[[str], object], problem: str, *, unicode: bool = False
-) -> Callable[[str], str]:
+@dataclass(frozen=True)
+class _Rule:
     """A validator of one Proxmox name: `_plain`'s rules, then `valid(value)` or a ValueError
     with `problem` (`{value}` in it is the value as `_shown` shows it). `unicode`: the name may
-    hold any printable character (a PBS user name), only a line break is refused first."""
+    hold any printable character (a PBS user name), only a line break is refused first.
 
-    def validate(value: str) -> str:
-        if not unicode or "\n" in value or "\r" in value:
-            _plain(value, what)
-        if not valid(value):
-            raise ValueError(problem.format(value=_shown(value)))
+    An object, not a closure: the rules are built at import, and mutation testing (mutmut)
+    switches a mutant on only in code called later, such as this `__call__`."""
+
+    what: str
+    valid: Callable[[str], object]
+    problem: str
+    unicode: bool = False
+
+    def __call__(self, value: str) -> str:
+        if not self.unicode or "\n" in value or "\r" in value:
+            _plain(value, self.what)
+        if not self.valid(value):
+            raise ValueError(self.problem.format(value=_shown(value)))
         return value
-
-    return validate
 
 
 def _storage_id_ok(value: str) -> bool:
@@ -144,43 +150,43 @@ def _namespace_ok(value: str) -> bool:
     return len(parts) <= 7 and all(NS_PART_RE.fullmatch(p) for p in parts)
 
 
-_storage_id = _rule(
+_storage_id = _Rule(
     "storage ID",
     _storage_id_ok,
     "storage ID {value} contains illegal characters: start with a letter, then letters, digits, "
     "'-', '_' or '.', and end with a letter or digit",
 )
-_fingerprint = _rule(
+_fingerprint = _Rule(
     "fingerprint",
     FINGERPRINT_RE.fullmatch,
     "must be 32 colon-separated hex bytes (SHA-256), like '54:52:3A:...:D1:54'; get it with "
     "`pbs fingerprint HOST`",
 )
-_server = _rule(
+_server = _Rule(
     "server",
     _host_ok,
     "{value} is neither a host name nor an IPv4/IPv6 address (write IPv6 without brackets, and "
     "the port in `port:`)",
 )
-_username = _rule(
+_username = _Rule(
     "username",
     USERNAME_RE.fullmatch,
     "{value} is not a PBS user or token id; write `user@realm` (e.g. root@pam) or "
     "`user@realm!tokenname`",
     unicode=True,
 )
-_datastore = _rule(
+_datastore = _Rule(
     "datastore",
     DATASTORE_RE.fullmatch,
     "{value} is not a valid PBS datastore name (3 to 32 letters, digits, '.', '_', '-')",
 )
-_namespace = _rule(
+_namespace = _Rule(
     "namespace",
     _namespace_ok,
     "{value} is not a valid PBS namespace: up to 7 levels like `prod/vms`, each 1 to 32 letters, "
     "digits, '.', '_', '-'",
 )
-_node = _rule("node name", NODE_NAME_RE.fullmatch, "{value} is not a valid node name")
+_node = _Rule("node name", NODE_NAME_RE.fullmatch, "{value} is not a valid node name")
 
 
 def _as_list(value: object) -> object:
@@ -349,24 +355,24 @@ def _pve_address(value: str) -> bool:
     return host_ok and (port is None or 1 <= int(port[1:]) <= 65535)
 
 
-_url = _rule(
+_url = _Rule(
     "url",
     _pve_address,
     "{value} is not a PVE address; write `https://pve1.example:8006` or a host name",
 )
-_cluster_name = _rule(
+_cluster_name = _Rule(
     "name",
     CLUSTER_NAME_RE.fullmatch,
     "{value} is not a cluster name for reports; use 1 to 63 letters, digits, '.', '-' or '_', "
     "starting with a letter or digit, e.g. `site-a`",
 )
-_token_id = _rule(
+_token_id = _Rule(
     "token_id",
     PVE_TOKEN_ID_RE.fullmatch,
     "{value} is not an API token id; write `user@realm!tokenname`",
     unicode=True,
 )
-_user = _rule(
+_user = _Rule(
     "user",
     PVE_USER_RE.fullmatch,
     "{value} is not a PVE user id; write `user@realm`, e.g. `root@pam`",
@@ -453,7 +459,7 @@ def _one_or_list(value: object) -> object:
     return _as_list(value)
 
 
-_tag = _rule(
+_tag = _Rule(
     "tag",
     TAG_RE.fullmatch,
     "{value} is not a PVE tag (letters, digits, '_', then also '-', '+', '.')",
