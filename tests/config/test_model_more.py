@@ -8,12 +8,25 @@ without the length check that the level rule already implies.
 
 from __future__ import annotations
 
+import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from pbs_compliance.config.model import CoverageSettings, PveSettings, StorageSpec
+from pbs_compliance.config.model import (
+    ComplianceConfig,
+    CoverageSettings,
+    DnsSettings,
+    JobSettings,
+    PruneBackups,
+    PveSettings,
+    StorageSpec,
+    format_duration,
+    is_ip,
+    parse_duration,
+)
 
 FP = ":".join(["ab"] * 32)
 STORAGE = {"name": "pbs1", "server": "pbs.example", "datastore": "store1", "fingerprint": FP}
@@ -113,3 +126,68 @@ def test_a_tag_is_located_at_its_index() -> None:
         ("exclude_tags", 1),
         "'-bad' is not a PVE tag (letters, digits, '_', then also '-', '+', '.')",
     )
+
+
+# ---- the model's own helpers, as the checks use them --------------------------------------------
+
+
+def test_a_jobs_own_max_age_wins_else_its_period_plus_slack() -> None:
+    jobs = JobSettings.model_validate({"slack": "1h", "max_age": {"backup-a1": "3d"}})
+    day = dt.timedelta(days=1)
+    assert jobs.allowed_age("backup-a1", day) == dt.timedelta(days=3)
+    assert jobs.allowed_age("backup-a1", None) == dt.timedelta(days=3)
+    assert jobs.allowed_age("backup-b2", day) == dt.timedelta(hours=25)
+    assert jobs.allowed_age("backup-b2", None) is None
+
+
+def test_one_vmid_is_a_list_of_one_but_a_yes_is_no_vmid() -> None:
+    assert CoverageSettings.model_validate({"exclude": 9000}).exclude == (9000,)
+    with pytest.raises(ValidationError) as caught:
+        CoverageSettings.model_validate({"exclude": True})
+    assert [e["loc"] for e in caught.value.errors()] == [("exclude",)]
+
+
+@pytest.mark.parametrize(
+    ("text", "ip"),
+    [
+        ("192.0.2.7", True),
+        ("2001:db8::7", True),
+        ("::1", True),
+        ("fe80::1%eth0", False),  # Python takes a zone index, PVE does not
+        ("192.0.2", False),
+        ("pbs.example", False),
+        ("", False),
+    ],
+)
+def test_an_ip_address_is_ascii_without_a_zone(text: str, ip: bool) -> None:
+    assert is_ip(text) is ip
+
+
+def test_prune_items_are_in_pves_order_with_booleans_as_numbers() -> None:
+    prune = PruneBackups(keep_yearly=1, keep_last=3, keep_daily=0)
+    assert prune.items() == [("keep_last", 3), ("keep_daily", 0), ("keep_yearly", 1)]
+    assert PruneBackups(keep_all=False).items() == [("keep_all", 0)]
+    assert PruneBackups(keep_all=True).items() == [("keep_all", 1)]
+    assert PruneBackups().items() == []
+
+
+def test_nameservers_are_addresses_with_their_ports() -> None:
+    dns = DnsSettings(nameservers=("192.0.2.53", "192.0.2.54:5353", "[2001:db8::53]:54"))
+    assert dns.addresses == (("192.0.2.53", 53), ("192.0.2.54", 5353), ("2001:db8::53", 54))
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(90, "90s"), (120, "2m"), (3600, "1h"), (93600, "26h"), (86400 * 8, "8d"), (86400 * 14, "2w")],
+)
+def test_a_duration_is_written_in_its_largest_whole_unit(seconds: int, text: str) -> None:
+    assert format_duration(dt.timedelta(seconds=seconds)) == text
+    assert parse_duration(text) == dt.timedelta(seconds=seconds)
+
+
+def test_a_declared_storage_is_found_by_name_and_only_that() -> None:
+    spec = StorageSpec.model_validate(STORAGE)
+    config = ComplianceConfig(source=Path("/etc/pbs/pbs.yaml"), storages=(spec,))
+    assert config.storage("pbs1") is spec
+    with pytest.raises(KeyError):
+        config.storage("pbs2")
