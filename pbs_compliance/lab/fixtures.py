@@ -5,9 +5,11 @@ Labs use ephemeral ports, so tests (and xdist workers) can run many side by side
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
@@ -17,6 +19,22 @@ from pbs_compliance.lab.runner import Lab
 from pbs_compliance.lab.scenario import Scenario, builtin
 
 LabFactory = Callable[..., Lab]
+
+
+class _Service(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+_S = TypeVar("_S", bound=_Service)
+
+
+def _running(services: contextlib.ExitStack, service: _S) -> _S:
+    """Start `service`; `services` stops it when the test ends (also after a failed start)."""
+    services.callback(service.stop)
+    service.start()
+    return service
 
 
 def _scenario(spec: Scenario | Mapping[str, Any] | None) -> Scenario:
@@ -35,19 +53,15 @@ def _scenario(spec: Scenario | Mapping[str, Any] | None) -> Scenario:
 @pytest.fixture
 def make_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFactory]:
     """Start labs for one test: `make_lab()` (built-in scenario) or `make_lab({...spec...})`."""
-    labs: list[Lab] = []
+    with contextlib.ExitStack() as labs:
 
-    def start(
-        spec: Scenario | Mapping[str, Any] | None = None, state_dir: Path | None = None
-    ) -> Lab:
-        lab = Lab(_scenario(spec), state_dir or tmp_path_factory.mktemp("lab"))
-        lab.start()
-        labs.append(lab)
-        return lab
+        def start(
+            spec: Scenario | Mapping[str, Any] | None = None, state_dir: Path | None = None
+        ) -> Lab:
+            lab = Lab(_scenario(spec), state_dir or tmp_path_factory.mktemp("lab"))
+            return _running(labs, lab)
 
-    yield start
-    for lab in labs:
-        lab.stop()
+        yield start
 
 
 @pytest.fixture(scope="session")
@@ -79,18 +93,14 @@ def pbs_defaults() -> dict[str, Any]:
 @pytest.fixture
 def start_pbs(tmp_path: Path, pbs_defaults: dict[str, Any]) -> Iterator[Callable[..., PbsServer]]:
     """Start single lab PBS servers (`pbs_defaults`, overridable by keyword); stopped after."""
-    servers: list[PbsServer] = []
+    numbers = itertools.count()
+    with contextlib.ExitStack() as servers:
 
-    def start(**overrides: Any) -> PbsServer:
-        spec = PbsServerSpec(**{**pbs_defaults, **overrides})
-        server = PbsServer(spec, tmp_path / f"certs{len(servers)}")
-        servers.append(server)
-        server.start()
-        return server
+        def start(**overrides: Any) -> PbsServer:
+            spec = PbsServerSpec(**{**pbs_defaults, **overrides})
+            return _running(servers, PbsServer(spec, tmp_path / f"certs{next(numbers)}"))
 
-    yield start
-    for server in servers:
-        server.stop()
+        yield start
 
 
 @pytest.fixture
@@ -102,14 +112,5 @@ def pbs(start_pbs: Callable[..., PbsServer]) -> PbsServer:
 @pytest.fixture
 def start_dns() -> Iterator[Callable[..., DnsServer]]:
     """Start lab DNS servers (`DnsServer` arguments); every one is stopped afterwards."""
-    servers: list[DnsServer] = []
-
-    def start(*args: Any, **kwargs: Any) -> DnsServer:
-        server = DnsServer(*args, **kwargs)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+    with contextlib.ExitStack() as servers:
+        yield lambda *args, **kwargs: _running(servers, DnsServer(*args, **kwargs))
