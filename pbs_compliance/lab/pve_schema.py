@@ -64,6 +64,8 @@ class Prop:
 
 _S = Prop("string")
 _B = Prop("boolean")
+_PATH = Prop("string", format="pve-storage-path")
+_VGNAME = Prop("string", format="pve-storage-vgname")
 _FP = "([A-Fa-f0-9]{2}:){31}[A-Fa-f0-9]{2}"
 
 STORAGE_PROPERTIES: Mapping[str, Prop] = {
@@ -82,7 +84,7 @@ STORAGE_PROPERTIES: Mapping[str, Prop] = {
     "disable": _B,
     "domain": Prop("string", max_length=256),
     "encryption-key": _S,
-    "export": Prop("string", format="pve-storage-path"),
+    "export": _PATH,
     "fingerprint": Prop("string", pattern=_FP),
     "format": Prop("string", enum=("raw", "qcow2", "subvol", "vmdk")),
     "fs-name": Prop("string", format="pve-configid"),
@@ -96,14 +98,14 @@ STORAGE_PROPERTIES: Mapping[str, Prop] = {
     "max-protected-backups": Prop("integer", minimum=-1),
     "mkdir": _B,
     "monhost": Prop("string", format="pve-storage-portal-dns-list"),
-    "mountpoint": Prop("string", format="pve-storage-path"),
+    "mountpoint": _PATH,
     "namespace": _S,
     "nocow": _B,
     "nodes": Prop("string", format="pve-node-list"),
     "nowritecache": _B,
     "options": Prop("string", format="pve-storage-options"),
     "password": Prop("string", max_length=256),
-    "path": Prop("string", format="pve-storage-path"),
+    "path": _PATH,
     "pool": _S,
     "port": Prop("integer", minimum=1, maximum=65535),
     "portal": Prop("string", format="pve-storage-portal-dns"),
@@ -119,13 +121,13 @@ STORAGE_PROPERTIES: Mapping[str, Prop] = {
     "smbversion": Prop("string", enum=("default", "2.0", "2.1", "3", "3.0", "3.11")),
     "snapshot-as-volume-chain": _B,
     "sparse": _B,
-    "subdir": Prop("string", format="pve-storage-path"),
+    "subdir": _PATH,
     "tagged_only": _B,
     "target": _S,
-    "thinpool": Prop("string", format="pve-storage-vgname"),
+    "thinpool": _VGNAME,
     "username": _S,
-    "vgname": Prop("string", format="pve-storage-vgname"),
-    "zfs-base-path": Prop("string", format="pve-storage-path"),
+    "vgname": _VGNAME,
+    "zfs-base-path": _PATH,
 }
 
 _STORAGE_ID = Prop("string", optional=False, format="pve-storage-id")
