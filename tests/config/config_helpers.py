@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from spec_builders import FP, SEED_FP
+
 from pbs_compliance.config import ComplianceConfig, ConfigIssue
 
 StorageText = Callable[..., str]
@@ -14,6 +16,35 @@ Load = Callable[..., ComplianceConfig]
 Problems = Callable[..., list[ConfigIssue]]
 Problem = Callable[..., ConfigIssue]
 SecretFile = Callable[..., Path]
+
+SEED_FINGERPRINT = SEED_FP
+
+
+def storage_yaml(*more_lines: str) -> str:
+    """A whole config with one minimal valid storage `pbs1` (5 lines, entry on line 2), then
+    `more_lines` as they are."""
+    lines = [
+        "pbs_storages:",
+        "  - name: pbs1",
+        "    server: pbs.example",
+        "    datastore: store1",
+        f"    fingerprint: '{SEED_FINGERPRINT}'",
+        *more_lines,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def storage_document(index: int, **more: Any) -> dict[str, Any]:
+    """A valid storage entry `pbs{index}` as a parsed YAML document holds it, with `more`."""
+    return {
+        "name": f"pbs{index}",
+        "server": "pbs.example",
+        "datastore": "store1",
+        "fingerprint": FP,
+        "content": ["backup"],
+        "nodes": ["pve1", "pve2"],
+        "prune_backups": {"keep_daily": 7, "keep_weekly": 4},
+    } | more
 
 
 def assert_issue(

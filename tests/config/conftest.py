@@ -7,15 +7,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
-from config_helpers import Load, Problem, Problems, StorageText
+from config_helpers import SEED_FINGERPRINT, Load, Problem, Problems, StorageText, storage_yaml
 
 from pbs_compliance.config import ComplianceConfig, ConfigError, ConfigIssue, load_config
 from pbs_compliance.lab.certs import CertificateAuthority
-
-SEED_FINGERPRINT = (
-    "54:52:3A:D2:43:F0:80:66:E3:D0:BB:D6:0B:28:50:9F:"
-    "C6:1C:73:BD:45:EA:D0:38:BC:25:54:EE:A4:D5:D1:54"
-)
 
 
 @pytest.fixture
@@ -33,15 +28,7 @@ def storage_text() -> StorageText:
     """
 
     def make(**extra: str) -> str:
-        lines = [
-            "pbs_storages:",
-            "  - name: pbs1",
-            "    server: pbs.example",
-            "    datastore: store1",
-            f"    fingerprint: '{SEED_FINGERPRINT}'",
-            *(f"    {key}: {value}" for key, value in extra.items()),
-        ]
-        return "\n".join(lines) + "\n"
+        return storage_yaml(*(f"    {key}: {value}" for key, value in extra.items()))
 
     return make
 

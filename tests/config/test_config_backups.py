@@ -89,10 +89,12 @@ def test_durations_are_shown_as_written(seconds: int, shown: str) -> None:
 def test_a_bad_duration_is_located_with_its_fix(
     storage_problem: Problem, value: str, message: str
 ) -> None:
-    issue = storage_problem(backups=f"{{max_age: {value}}}")
-
     assert_issue(
-        issue, "pbs_storages[0].backups.max_age", line=6, message=message, fix=DURATION_FIX
+        storage_problem(backups=f"{{max_age: {value}}}"),
+        "pbs_storages[0].backups.max_age",
+        line=6,
+        message=message,
+        fix=DURATION_FIX,
     )
 
 
@@ -129,9 +131,11 @@ def test_percentages_up_to_100_are_fine(storage_text: StorageText, load: Load, v
     ("value", "fix"), [("-1", "use a value >= 0"), ("3651", "use a value <= 3650")]
 )
 def test_days_to_full_out_of_range(storage_problem: Problem, value: str, fix: str) -> None:
-    issue = storage_problem(backups=f"{{min_days_to_full: {value}}}")
-
-    assert_issue(issue, "pbs_storages[0].backups.min_days_to_full", fix=fix)
+    assert_issue(
+        storage_problem(backups=f"{{min_days_to_full: {value}}}"),
+        "pbs_storages[0].backups.min_days_to_full",
+        fix=fix,
+    )
 
 
 def test_an_unknown_check_in_skip_names_the_checks(storage_problem: Problem) -> None:
@@ -148,10 +152,8 @@ def test_skip_takes_one_check_as_a_word(storage_text: StorageText, load: Load) -
 
 
 def test_an_unknown_key_suggests_the_close_one(storage_problem: Problem) -> None:
-    issue = storage_problem(backups="{max_ag: 36h}")
-
     assert_issue(
-        issue,
+        storage_problem(backups="{max_ag: 36h}"),
         "pbs_storages[0].backups.max_ag",
         message="unknown key `max_ag`",
         fix="did you mean `max_age`?",
@@ -159,10 +161,10 @@ def test_an_unknown_key_suggests_the_close_one(storage_problem: Problem) -> None
 
 
 def test_backups_must_be_a_mapping(storage_problem: Problem) -> None:
-    issue = storage_problem(backups="36h")
-
     assert_issue(
-        issue, "pbs_storages[0].backups", fix="write a mapping of `key: value` lines below it"
+        storage_problem(backups="36h"),
+        "pbs_storages[0].backups",
+        fix="write a mapping of `key: value` lines below it",
     )
 
 

@@ -48,9 +48,9 @@ def test_the_third_storage_is_addressed_by_its_index(
     entries = [entry.replace("pbs1", f"pbs{i}") for i in range(3)]
     entries[2] = entries[2].replace(fingerprint, "AB:CD")
 
-    issue = problem("pbs_storages:\n" + "".join(entries))
-
-    assert_issue(issue, "pbs_storages[2].fingerprint", at=(13, 18))
+    assert_issue(
+        problem("pbs_storages:\n" + "".join(entries)), "pbs_storages[2].fingerprint", at=(13, 18)
+    )
 
 
 def test_all_problems_of_a_file_are_reported_at_once_in_file_order(problems: Problems) -> None:
@@ -126,9 +126,11 @@ def test_an_unknown_storage_key_suggests_the_closest_field_or_lists_them(
 def test_an_unknown_top_level_key_suggests_the_known_one(
     problem: Problem, storage_text: StorageText
 ) -> None:
-    issue = problem("pbs_storage:\n  - x\n" + storage_text())
-
-    assert_issue(issue, "pbs_storage", fix="did you mean `pbs_storages`?")
+    assert_issue(
+        problem("pbs_storage:\n  - x\n" + storage_text()),
+        "pbs_storage",
+        fix="did you mean `pbs_storages`?",
+    )
 
 
 def test_a_key_that_yaml_reads_as_a_boolean_is_reported_as_written(
@@ -145,10 +147,8 @@ def test_a_key_that_yaml_reads_as_a_boolean_is_reported_as_written(
 def test_a_duplicate_key_is_an_error_pointing_at_the_second_with_the_first_line(
     storage_problem: Problem,
 ) -> None:
-    issue = storage_problem(server="other.example")
-
     assert_issue(
-        issue,
+        storage_problem(server="other.example"),
         "pbs_storages[0].server",
         at=(6, 5),
         message="duplicate key `server` (first given on line 3)",
@@ -159,9 +159,7 @@ def test_a_duplicate_key_is_an_error_pointing_at_the_second_with_the_first_line(
 def test_a_duplicate_top_level_section_is_an_error(
     problem: Problem, storage_text: StorageText
 ) -> None:
-    issue = problem(storage_text() + "pve: {}\npve: {}\n")
-
-    assert_issue(issue, "pve", line=7)
+    assert_issue(problem(storage_text() + "pve: {}\npve: {}\n"), "pve", line=7)
 
 
 # -- wrong types and shapes ---------------------------------------------------------------------
@@ -212,9 +210,11 @@ def test_a_value_of_the_wrong_type_says_what_to_write(
 def test_a_number_where_text_is_expected_suggests_quotes(
     problem: Problem, storage_text: StorageText
 ) -> None:
-    issue = problem(storage_text().replace("store1", "1234"))
-
-    assert_issue(issue, "pbs_storages[0].datastore", fix_says="put quotes around values")
+    assert_issue(
+        problem(storage_text().replace("store1", "1234")),
+        "pbs_storages[0].datastore",
+        fix_says="put quotes around values",
+    )
 
 
 def test_a_long_wrong_value_is_shortened_in_the_message(storage_problem: Problem) -> None:

@@ -148,9 +148,9 @@ def test_a_too_open_pve_token_secret_file_is_refused_the_same_way(
 ) -> None:
     path = secret_file("0f2a\n", name="token", mode=0o644)
 
-    issue = problem(PVE_TOKEN.format(path=path))
-
-    assert_issue(issue, "pve.token_secret_file", fix=f"chmod 600 {path}")
+    assert_issue(
+        problem(PVE_TOKEN.format(path=path)), "pve.token_secret_file", fix=f"chmod 600 {path}"
+    )
 
 
 def test_the_chmod_fix_quotes_a_path_with_spaces(

@@ -52,15 +52,19 @@ def test_a_value_ending_in_a_newline_is_rejected(
 def test_a_value_from_a_variable_ending_in_a_newline_is_rejected(
     problem: Problem, storage_text: StorageText, field: str, value: str
 ) -> None:
-    issue = problem(with_value(storage_text, field, "${VALUE}"), env={"VALUE": value + "\n"})
-
-    assert_issue(issue, f"pbs_storages[0].{field}", "ends in a line break")
+    assert_issue(
+        problem(with_value(storage_text, field, "${VALUE}"), env={"VALUE": value + "\n"}),
+        f"pbs_storages[0].{field}",
+        "ends in a line break",
+    )
 
 
 def test_a_node_ending_in_a_newline_is_rejected(storage_problem: Problem) -> None:
-    issue = storage_problem(nodes='[pve1, "pve2\\n"]')
-
-    assert_issue(issue, "pbs_storages[0].nodes[1]", "ends in a line break")
+    assert_issue(
+        storage_problem(nodes='[pve1, "pve2\\n"]'),
+        "pbs_storages[0].nodes[1]",
+        "ends in a line break",
+    )
 
 
 @pytest.mark.parametrize(
@@ -88,15 +92,17 @@ def test_a_storage_name_with_a_unicode_look_alike_is_rejected_naming_the_charact
 def test_other_fields_with_a_look_alike_are_rejected(
     problem: Problem, storage_text: StorageText, field: str, value: str
 ) -> None:
-    issue = problem(with_value(storage_text, field, f'"{value}"'))
-
-    assert_issue(issue, f"pbs_storages[0].{field}", "which is not ASCII")
+    assert_issue(
+        problem(with_value(storage_text, field, f'"{value}"')),
+        f"pbs_storages[0].{field}",
+        "which is not ASCII",
+    )
 
 
 def test_a_node_name_with_a_look_alike_is_rejected(storage_problem: Problem) -> None:
-    issue = storage_problem(nodes="[pve\u212a]")
-
-    assert_issue(issue, "pbs_storages[0].nodes[0]", "U+212A (KELVIN SIGN)")
+    assert_issue(
+        storage_problem(nodes="[pve\u212a]"), "pbs_storages[0].nodes[0]", "U+212A (KELVIN SIGN)"
+    )
 
 
 def test_a_pbs_user_name_may_hold_unicode_as_pbs_allows_but_not_a_line_break(

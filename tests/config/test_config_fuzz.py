@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from config_helpers import storage_document
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -91,22 +92,16 @@ documents = st.recursive(
 
 
 def valid_storage(index: int) -> dict[str, Any]:
-    return {
-        "name": f"pbs{index}",
-        "server": "pbs.example",
-        "datastore": "store1",
-        "fingerprint": FINGERPRINT,
-        "enabled": True,
-        "content": ["backup"],
-        "username": "root@pam",
-        "port": 8007,
-        "namespace": "prod/vms",
-        "nodes": ["pve1", "pve2"],
-        "max_protected_backups": 5,
-        "prune_backups": {"keep_daily": 7, "keep_weekly": 4},
-        "description": "a storage",
-        "password": "${PBS_PW}",
-    }
+    return storage_document(
+        index,
+        enabled=True,
+        username="root@pam",
+        port=8007,
+        namespace="prod/vms",
+        max_protected_backups=5,
+        description="a storage",
+        password="${PBS_PW}",
+    )
 
 
 @st.composite

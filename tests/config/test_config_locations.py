@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from config_helpers import Problem, StorageText, assert_issue
+from config_helpers import Problem, StorageText, assert_issue, storage_document
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -32,9 +32,11 @@ def test_an_unknown_key_whose_value_is_a_mapping_points_at_the_key(
 
 
 def test_an_unknown_key_whose_value_is_a_list_points_at_the_key(problem: Problem) -> None:
-    issue = problem("pbs_storages: []\ndns:\n  name_servers:\n    - 192.0.2.53\n")
-
-    assert_issue(issue, "dns.name_servers", at=(3, 3))
+    assert_issue(
+        problem("pbs_storages: []\ndns:\n  name_servers:\n    - 192.0.2.53\n"),
+        "dns.name_servers",
+        at=(3, 3),
+    )
 
 
 def test_an_unknown_top_level_section_points_at_its_key(problem: Problem) -> None:
@@ -66,10 +68,8 @@ def test_a_value_written_on_the_next_line_is_pointed_at_there(storage_problem: P
 def test_a_mapping_value_that_is_wrong_as_a_whole_points_at_its_key(
     storage_problem: Problem,
 ) -> None:
-    issue = storage_problem(prune_backups="\n      keep_all: true\n      keep_daily: 7")
-
     assert_issue(
-        issue,
+        storage_problem(prune_backups="\n      keep_all: true\n      keep_daily: 7"),
         "pbs_storages[0].prune_backups",
         "keep_all cannot be combined with keep_daily",
         at=(6, 5),
@@ -121,16 +121,7 @@ bad_values = st.recursive(
 )
 
 
-def valid_storage(index: int) -> dict[str, Any]:
-    return {
-        "name": f"pbs{index}",
-        "server": "pbs.example",
-        "datastore": "store1",
-        "fingerprint": FINGERPRINT,
-        "content": ["backup"],
-        "nodes": ["pve1", "pve2"],
-        "prune_backups": {"keep_daily": 7, "keep_weekly": 4},
-    }
+valid_storage = storage_document
 
 
 @st.composite

@@ -59,10 +59,8 @@ def test_the_suggested_variable_name_is_derived_from_the_storage_name(
 
 
 def test_a_password_from_an_unset_variable_is_an_error_naming_it(storage_problem: Problem) -> None:
-    issue = storage_problem(password="${PBS_PW}")
-
     assert_issue(
-        issue,
+        storage_problem(password="${PBS_PW}"),
         "pbs_storages[0].password",
         message="environment variable `PBS_PW` is not set",
         fix="export PBS_PW=...",
@@ -103,10 +101,10 @@ def test_a_password_file_path_may_use_env_references(
 def test_a_password_file_path_with_an_unset_variable_is_an_error_naming_it(
     storage_problem: Problem,
 ) -> None:
-    issue = storage_problem(password_file="${SECRETS}/pbs.pw")
-
     assert_issue(
-        issue, "pbs_storages[0].password_file", message="environment variable `SECRETS` is not set"
+        storage_problem(password_file="${SECRETS}/pbs.pw"),
+        "pbs_storages[0].password_file",
+        message="environment variable `SECRETS` is not set",
     )
 
 
@@ -144,9 +142,12 @@ def test_an_unreadable_empty_or_oversized_password_file_is_an_error(
     if content is not None:
         secret_file(content)
 
-    issue = storage_problem(password_file=str(secret))
-
-    assert_issue(issue, "pbs_storages[0].password_file", words, str(secret))
+    assert_issue(
+        storage_problem(password_file=str(secret)),
+        "pbs_storages[0].password_file",
+        words,
+        str(secret),
+    )
 
 
 @pytest.mark.parametrize(
@@ -262,32 +263,36 @@ def test_a_literal_pve_secret_is_an_error_suggesting_an_env_variable(
 def test_half_a_pve_credential_pair_is_an_error_naming_the_missing_half(
     problem: Problem, section: str, have: str, lack: str
 ) -> None:
-    issue = problem(f"pbs_storages: []\npve:\n  {section}\n", env={"S": "x"})
-
-    assert_issue(issue, "pve", f"`{have}` is given without `{lack}`")
+    assert_issue(
+        problem(f"pbs_storages: []\npve:\n  {section}\n", env={"S": "x"}),
+        "pve",
+        f"`{have}` is given without `{lack}`",
+    )
 
 
 @pytest.mark.parametrize("token_id", ["automation", "a@pve", "a@pve!", "a@p!b"])
 def test_a_malformed_pve_token_id_is_rejected(problem: Problem, token_id: str) -> None:
-    issue = problem(
-        f"pbs_storages: []\npve:\n  token_id: '{token_id}'\n  token_secret: ${{S}}\n",
-        env={"S": "x"},
+    assert_issue(
+        problem(
+            f"pbs_storages: []\npve:\n  token_id: '{token_id}'\n  token_secret: ${{S}}\n",
+            env={"S": "x"},
+        ),
+        "pve.token_id",
+        "user@realm!tokenname",
     )
-
-    assert_issue(issue, "pve.token_id", "user@realm!tokenname")
 
 
 def test_an_unset_pve_token_secret_is_one_error_not_also_half_a_credential_pair(
     problem: Problem,
 ) -> None:
-    issue = problem("pbs_storages: []\npve:\n  token_id: a@pve!pbs\n  token_secret: ${PVE_T}\n")
-
-    assert_issue(issue, "pve.token_secret", message="environment variable `PVE_T` is not set")
+    assert_issue(
+        problem("pbs_storages: []\npve:\n  token_id: a@pve!pbs\n  token_secret: ${PVE_T}\n"),
+        "pve.token_secret",
+        message="environment variable `PVE_T` is not set",
+    )
 
 
 def test_an_unreadable_pve_password_file_is_one_error(problem: Problem, tmp_path: Path) -> None:
     text = f"pbs_storages: []\npve:\n  user: root@pam\n  password_file: {tmp_path / 'nope'}\n"
 
-    issue = problem(text)
-
-    assert_issue(issue, "pve.password_file", "cannot read secret file")
+    assert_issue(problem(text), "pve.password_file", "cannot read secret file")

@@ -49,9 +49,9 @@ def test_an_empty_pve_url_means_none_configured(load: Load) -> None:
 def test_a_pve_url_that_is_no_pve_address_is_rejected_with_an_example(
     problem: Problem, url: str
 ) -> None:
-    issue = problem(f"pbs_storages: []\npve:\n  url: '{url}'\n")
-
-    assert_issue(issue, "pve.url", "https://pve1.example:8006")
+    assert_issue(
+        problem(f"pbs_storages: []\npve:\n  url: '{url}'\n"), "pve.url", "https://pve1.example:8006"
+    )
 
 
 def test_an_absolute_ca_file_is_kept_and_an_env_reference_in_it_is_expanded(
@@ -66,9 +66,11 @@ def test_an_absolute_ca_file_is_kept_and_an_env_reference_in_it_is_expanded(
 
 
 def test_a_ca_file_with_an_unset_variable_is_an_error_naming_it(problem: Problem) -> None:
-    issue = problem("pbs_storages: []\npve:\n  ca_file: ${CERTS}/ca.pem\n")
-
-    assert_issue(issue, "pve.ca_file", message="environment variable `CERTS` is not set")
+    assert_issue(
+        problem("pbs_storages: []\npve:\n  ca_file: ${CERTS}/ca.pem\n"),
+        "pve.ca_file",
+        message="environment variable `CERTS` is not set",
+    )
 
 
 @pytest.mark.parametrize("timeout", ["0", "601", "-1"])
@@ -88,9 +90,11 @@ def test_a_section_that_is_not_a_mapping_is_rejected(problem: Problem, section: 
 
 
 def test_an_unknown_pve_key_gets_the_closest_known_key_suggested(problem: Problem) -> None:
-    issue = problem("pbs_storages: []\npve:\n  verify_tls: false\n")
-
-    assert_issue(issue, "pve.verify_tls", fix="did you mean `verify_ssl`?")
+    assert_issue(
+        problem("pbs_storages: []\npve:\n  verify_tls: false\n"),
+        "pve.verify_tls",
+        fix="did you mean `verify_ssl`?",
+    )
 
 
 # -- dns ----------------------------------------------------------------------------------------
@@ -130,9 +134,11 @@ def test_a_nameserver_is_a_host_or_host_and_port(nameserver: str, port: int) -> 
 def test_a_nameserver_that_is_not_host_or_host_and_port_is_rejected(
     problem: Problem, nameserver: str
 ) -> None:
-    issue = problem(f"pbs_storages: []\ndns:\n  nameservers: ['{nameserver}']\n")
-
-    assert_issue(issue, "dns.nameservers[0]", line=3)
+    assert_issue(
+        problem(f"pbs_storages: []\ndns:\n  nameservers: ['{nameserver}']\n"),
+        "dns.nameservers[0]",
+        line=3,
+    )
 
 
 def test_dns_settings_default_to_the_system_resolver() -> None:
@@ -180,18 +186,14 @@ def test_a_bad_default_is_reported_once_at_the_default_not_once_per_storage(
     entry = storage_text().removeprefix("pbs_storages:\n")
     text = "defaults:\n  port: high\npbs_storages:\n" + entry + entry.replace("pbs1", "pbs2")
 
-    issue = problem(text)
-
-    assert_issue(issue, "defaults.port", at=(2, 9))
+    assert_issue(problem(text), "defaults.port", at=(2, 9))
 
 
 def test_a_default_name_is_rejected_because_every_storage_needs_its_own(
     problem: Problem, storage_text: StorageText
 ) -> None:
-    issue = problem("defaults:\n  name: x\n" + storage_text())
-
     assert_issue(
-        issue,
+        problem("defaults:\n  name: x\n" + storage_text()),
         "defaults.name",
         message="`name` cannot have a default",
         fix_says="every storage needs its own name",
@@ -201,9 +203,11 @@ def test_a_default_name_is_rejected_because_every_storage_needs_its_own(
 def test_a_misspelt_default_gets_the_closest_field_suggested(
     problem: Problem, storage_text: StorageText
 ) -> None:
-    issue = problem("defaults:\n  prot: 8207\n" + storage_text())
-
-    assert_issue(issue, "defaults.prot", fix="did you mean `port`?")
+    assert_issue(
+        problem("defaults:\n  prot: 8207\n" + storage_text()),
+        "defaults.prot",
+        fix="did you mean `port`?",
+    )
 
 
 def test_a_password_reference_can_be_a_default_for_every_storage(
@@ -222,10 +226,8 @@ def test_a_literal_password_default_is_reported_once_at_the_default(
     entry = storage_text().removeprefix("pbs_storages:\n")
     text = "defaults:\n  password: hunter2\npbs_storages:\n" + entry + entry.replace("pbs1", "pbs2")
 
-    issue = problem(text)
-
     assert_issue(
-        issue,
+        problem(text),
         "defaults.password",
         message="a literal secret does not belong in the config file",
         fix_says="`password: ${PBS_PASSWORD}`",
@@ -235,9 +237,11 @@ def test_a_literal_password_default_is_reported_once_at_the_default(
 def test_an_unknown_prune_key_under_defaults_is_reported_at_the_default(
     problem: Problem, storage_text: StorageText
 ) -> None:
-    issue = problem("defaults:\n  prune_backups: {keep_dayly: 1}\n" + storage_text())
-
-    assert_issue(issue, "defaults.prune_backups.keep_dayly", fix="did you mean `keep_daily`?")
+    assert_issue(
+        problem("defaults:\n  prune_backups: {keep_dayly: 1}\n" + storage_text()),
+        "defaults.prune_backups.keep_dayly",
+        fix="did you mean `keep_daily`?",
+    )
 
 
 # -- interpolation ------------------------------------------------------------------------------
@@ -291,9 +295,9 @@ def test_env_references_inside_prune_backups_and_pve_settings_get_their_types(
 def test_an_env_value_that_is_no_number_for_a_number_field_shows_the_value(
     storage_problem: Problem,
 ) -> None:
-    issue = storage_problem(port="${PORT}", env={"PORT": "high"})
-
-    assert_issue(issue, "pbs_storages[0].port", "'high'")
+    assert_issue(
+        storage_problem(port="${PORT}", env={"PORT": "high"}), "pbs_storages[0].port", "'high'"
+    )
 
 
 def test_an_env_value_for_a_text_field_stays_text_even_when_it_looks_like_a_number(
@@ -305,10 +309,8 @@ def test_an_env_value_for_a_text_field_stays_text_even_when_it_looks_like_a_numb
 
 
 def test_a_missing_variable_is_one_error_naming_it_at_its_field(storage_problem: Problem) -> None:
-    issue = storage_problem(port="${PBS_PORT}")
-
     assert_issue(
-        issue,
+        storage_problem(port="${PBS_PORT}"),
         "pbs_storages[0].port",
         message="environment variable `PBS_PORT` is not set",
         at=(6, 11),
@@ -344,6 +346,8 @@ def test_a_double_dollar_is_a_literal_dollar_and_is_not_expanded_again(
 
 
 def test_a_dns_value_is_expanded_only_once(problem: Problem) -> None:
-    issue = problem("pbs_storages: []\ndns:\n  nameservers: ['$${NS}']\n", env={"NS": "ns1"})
-
-    assert_issue(issue, "dns.nameservers[0]", "'${NS}'")
+    assert_issue(
+        problem("pbs_storages: []\ndns:\n  nameservers: ['$${NS}']\n", env={"NS": "ns1"}),
+        "dns.nameservers[0]",
+        "'${NS}'",
+    )

@@ -132,9 +132,11 @@ def test_a_name_following_the_pve_storage_id_rules_is_accepted(
 def test_a_name_breaking_the_pve_storage_id_rules_is_rejected(
     problem: Problem, storage_text: StorageText, name: str, words: str
 ) -> None:
-    issue = problem(storage_text().replace("name: pbs1", f"name: '{name}'"))
-
-    assert_issue(issue, "pbs_storages[0].name", words)
+    assert_issue(
+        problem(storage_text().replace("name: pbs1", f"name: '{name}'")),
+        "pbs_storages[0].name",
+        words,
+    )
 
 
 def test_two_storages_with_one_name_are_reported_at_the_second_with_the_first_line(
@@ -142,10 +144,8 @@ def test_two_storages_with_one_name_are_reported_at_the_second_with_the_first_li
 ) -> None:
     entry = storage_text().removeprefix("pbs_storages:\n")
 
-    issue = problem("pbs_storages:\n" + entry + entry)
-
     assert_issue(
-        issue,
+        problem("pbs_storages:\n" + entry + entry),
         "pbs_storages[1].name",
         "duplicate storage name `pbs1` (first declared on line 2)",
         at=(6, 11),
@@ -159,9 +159,11 @@ def test_names_are_compared_after_interpolation(
     entry = storage_text().removeprefix("pbs_storages:\n")
     second = entry.replace("name: pbs1", "name: ${SECOND}")
 
-    issue = problem("pbs_storages:\n" + entry + second, env={"SECOND": "pbs1"})
-
-    assert_issue(issue, "pbs_storages[1].name", "duplicate storage name `pbs1`")
+    assert_issue(
+        problem("pbs_storages:\n" + entry + second, env={"SECOND": "pbs1"}),
+        "pbs_storages[1].name",
+        "duplicate storage name `pbs1`",
+    )
 
 
 def test_a_duplicate_entry_is_still_validated_so_its_other_errors_show_too(
@@ -196,10 +198,8 @@ def test_a_host_name_or_an_ip_address_is_a_valid_server(
 def test_a_url_a_port_or_brackets_in_server_are_rejected_with_the_fix(
     problem: Problem, storage_text: StorageText, server: str
 ) -> None:
-    issue = problem(storage_text().replace("server: pbs.example", f"server: '{server}'"))
-
     assert_issue(
-        issue,
+        problem(storage_text().replace("server: pbs.example", f"server: '{server}'")),
         "pbs_storages[0].server",
         "neither a host name nor an IPv4/IPv6 address",
         "the port in `port:`",
@@ -222,9 +222,11 @@ def test_a_pbs_datastore_name_of_3_to_32_safe_characters_is_accepted(
 def test_a_datastore_name_pbs_would_reject_is_rejected(
     problem: Problem, storage_text: StorageText, datastore: str
 ) -> None:
-    issue = problem(storage_text().replace("store1", f"'{datastore}'"))
-
-    assert_issue(issue, "pbs_storages[0].datastore", "3 to 32")
+    assert_issue(
+        problem(storage_text().replace("store1", f"'{datastore}'")),
+        "pbs_storages[0].datastore",
+        "3 to 32",
+    )
 
 
 # -- fingerprint --------------------------------------------------------------------------------
@@ -262,10 +264,11 @@ def test_an_unquoted_all_digit_fingerprint_stays_text_instead_of_a_base_60_numbe
 def test_a_fingerprint_that_is_not_32_colon_separated_hex_bytes_is_rejected(
     problem: Problem, storage_text: StorageText, fingerprint: str, value: str
 ) -> None:
-    issue = problem(storage_text().replace(fingerprint, value))
-
     assert_issue(
-        issue, "pbs_storages[0].fingerprint", "32 colon-separated hex bytes", "pbs fingerprint HOST"
+        problem(storage_text().replace(fingerprint, value)),
+        "pbs_storages[0].fingerprint",
+        "32 colon-separated hex bytes",
+        "pbs fingerprint HOST",
     )
 
 
@@ -301,10 +304,8 @@ def test_content_is_backup_or_none_as_a_list_or_a_single_word(
 def test_a_content_type_pbs_cannot_hold_is_rejected_with_what_pve_would_do(
     storage_problem: Problem,
 ) -> None:
-    issue = storage_problem(content="[backup, images]")
-
     assert_issue(
-        issue,
+        storage_problem(content="[backup, images]"),
         "pbs_storages[0].content[1]",
         "'images' is not allowed",
         fix_says="PVE turns anything else into `none`",
@@ -318,9 +319,7 @@ def test_a_content_type_pbs_cannot_hold_is_rejected_with_what_pve_would_do(
 def test_none_combined_with_backup_or_an_empty_content_list_is_rejected(
     storage_problem: Problem, written: str, words: str
 ) -> None:
-    issue = storage_problem(content=written)
-
-    assert_issue(issue, "pbs_storages[0].content", words)
+    assert_issue(storage_problem(content=written), "pbs_storages[0].content", words)
 
 
 # -- username -----------------------------------------------------------------------------------
@@ -341,9 +340,12 @@ def test_a_user_at_realm_or_a_token_id_is_a_valid_username(
 def test_a_username_that_is_no_pbs_auth_id_is_rejected_with_both_forms(
     storage_problem: Problem, username: str
 ) -> None:
-    issue = storage_problem(username=f"'{username}'")
-
-    assert_issue(issue, "pbs_storages[0].username", "`user@realm`", "`user@realm!tokenname`")
+    assert_issue(
+        storage_problem(username=f"'{username}'"),
+        "pbs_storages[0].username",
+        "`user@realm`",
+        "`user@realm!tokenname`",
+    )
 
 
 # -- port ---------------------------------------------------------------------------------------
@@ -358,9 +360,7 @@ def test_a_port_in_range_is_kept(load: Load, storage_text: StorageText, port: in
 def test_a_port_out_of_range_is_rejected_with_the_bound(
     storage_problem: Problem, port: str, fix: str
 ) -> None:
-    issue = storage_problem(port=port)
-
-    assert_issue(issue, "pbs_storages[0].port", fix=f"use a value {fix}")
+    assert_issue(storage_problem(port=port), "pbs_storages[0].port", fix=f"use a value {fix}")
 
 
 def test_a_quoted_port_is_rejected_with_a_hint_to_drop_the_quotes(storage_problem: Problem) -> None:
@@ -383,9 +383,11 @@ def test_a_pbs_namespace_of_up_to_7_levels_is_accepted(
 
 @pytest.mark.parametrize("namespace", ["a//b", "/a", "a/", "a/b/c/d/e/f/g/h", "x" * 33, "a b"])
 def test_a_namespace_pbs_would_reject_is_rejected(storage_problem: Problem, namespace: str) -> None:
-    issue = storage_problem(namespace=f"'{namespace}'")
-
-    assert_issue(issue, "pbs_storages[0].namespace", "not a valid PBS namespace")
+    assert_issue(
+        storage_problem(namespace=f"'{namespace}'"),
+        "pbs_storages[0].namespace",
+        "not a valid PBS namespace",
+    )
 
 
 def test_nodes_are_a_sorted_set_and_a_single_word_is_a_one_node_list(
@@ -398,15 +400,18 @@ def test_nodes_are_a_sorted_set_and_a_single_word_is_a_one_node_list(
 def test_an_empty_node_list_is_rejected_because_it_would_mean_no_node(
     storage_problem: Problem,
 ) -> None:
-    issue = storage_problem(nodes="[]")
-
-    assert_issue(issue, "pbs_storages[0].nodes", "leave `nodes` out for all nodes")
+    assert_issue(
+        storage_problem(nodes="[]"), "pbs_storages[0].nodes", "leave `nodes` out for all nodes"
+    )
 
 
 def test_an_invalid_node_name_is_reported_at_its_list_position(storage_problem: Problem) -> None:
-    issue = storage_problem(nodes="[pve1, 'pve 2']")
-
-    assert_issue(issue, "pbs_storages[0].nodes[1]", "'pve 2' is not a valid node name", at=(6, 19))
+    assert_issue(
+        storage_problem(nodes="[pve1, 'pve 2']"),
+        "pbs_storages[0].nodes[1]",
+        "'pve 2' is not a valid node name",
+        at=(6, 19),
+    )
 
 
 @pytest.mark.parametrize("value", [-1, 0, 10])
@@ -419,9 +424,11 @@ def test_max_protected_backups_of_minus_one_or_more_is_kept(
 
 
 def test_max_protected_backups_below_minus_one_is_rejected(storage_problem: Problem) -> None:
-    issue = storage_problem(max_protected_backups="-2")
-
-    assert_issue(issue, "pbs_storages[0].max_protected_backups", fix="use a value >= -1")
+    assert_issue(
+        storage_problem(max_protected_backups="-2"),
+        "pbs_storages[0].max_protected_backups",
+        fix="use a value >= -1",
+    )
 
 
 def test_a_description_is_kept_as_text(load: Load, storage_text: StorageText) -> None:
@@ -477,10 +484,8 @@ def test_keep_all_with_other_keys_at_zero_is_allowed_as_pve_allows_it(
 def test_keep_all_combined_with_a_retention_count_is_rejected_naming_the_others(
     storage_problem: Problem,
 ) -> None:
-    issue = storage_problem(prune_backups="{keep_all: true, keep_daily: 7, keep_last: 1}")
-
     assert_issue(
-        issue,
+        storage_problem(prune_backups="{keep_all: true, keep_daily: 7, keep_last: 1}"),
         "pbs_storages[0].prune_backups",
         "keep_all cannot be combined with keep_last, keep_daily",
     )
@@ -488,18 +493,18 @@ def test_keep_all_combined_with_a_retention_count_is_rejected_naming_the_others(
 
 @pytest.mark.parametrize("value", ["-1", "1.5", "'7'", "true"])
 def test_a_prune_count_must_be_a_non_negative_integer(storage_problem: Problem, value: str) -> None:
-    issue = storage_problem(prune_backups=f"{{keep_daily: {value}}}")
-
-    assert_issue(issue, "pbs_storages[0].prune_backups.keep_daily", line=6)
+    assert_issue(
+        storage_problem(prune_backups=f"{{keep_daily: {value}}}"),
+        "pbs_storages[0].prune_backups.keep_daily",
+        line=6,
+    )
 
 
 def test_a_hyphenated_prune_key_gets_the_underscore_spelling_suggested(
     storage_problem: Problem,
 ) -> None:
-    issue = storage_problem(prune_backups="{keep-daily: 7}")
-
     assert_issue(
-        issue,
+        storage_problem(prune_backups="{keep-daily: 7}"),
         "pbs_storages[0].prune_backups.keep-daily",
         message="unknown key `keep-daily`",
         fix="did you mean `keep_daily`?",
@@ -507,10 +512,10 @@ def test_a_hyphenated_prune_key_gets_the_underscore_spelling_suggested(
 
 
 def test_prune_backups_must_be_a_mapping(storage_problem: Problem) -> None:
-    issue = storage_problem(prune_backups="[7]")
-
     assert_issue(
-        issue, "pbs_storages[0].prune_backups", fix="write a mapping of `key: value` lines below it"
+        storage_problem(prune_backups="[7]"),
+        "pbs_storages[0].prune_backups",
+        fix="write a mapping of `key: value` lines below it",
     )
 
 

@@ -7,8 +7,8 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from config_helpers import Load, Problem, Problems, storage_yaml
 
-from conftest import SEED_FINGERPRINT, Load, Problem, Problems
 from pbs_compliance import registry, waivers
 from pbs_compliance.config import ComplianceConfig
 from pbs_compliance.config.waiver_model import Waiver
@@ -17,17 +17,8 @@ TODAY = {"PBS_COMPLIANCE_TODAY": "2030-02-28"}
 
 
 def config(*waiver_lines: str, nodes: str = "") -> str:
-    lines = [
-        "pbs_storages:",
-        "  - name: pbs1",
-        "    server: pbs.example",
-        "    datastore: store1",
-        f"    fingerprint: '{SEED_FINGERPRINT}'",
-        *([f"    nodes: {nodes}"] if nodes else []),
-        "waivers:",  # line 6, or 7 with nodes
-        *waiver_lines,
-    ]
-    return "\n".join(lines) + "\n"
+    # `waivers:` on line 6, or 7 with nodes
+    return storage_yaml(*([f"    nodes: {nodes}"] if nodes else []), "waivers:", *waiver_lines)
 
 
 def test_a_valid_waiver_is_loaded_with_where_it_is_declared(load: Load) -> None:
