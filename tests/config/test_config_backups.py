@@ -151,23 +151,6 @@ def test_skip_takes_one_check_as_a_word(storage_text: StorageText, load: Load) -
     assert load(storage_text(backups="{skip: capacity}")).storages[0].backups.skip == ("capacity",)
 
 
-def test_an_unknown_key_suggests_the_close_one(storage_problem: Problem) -> None:
-    assert_issue(
-        storage_problem(backups="{max_ag: 36h}"),
-        "pbs_storages[0].backups.max_ag",
-        message="unknown key `max_ag`",
-        fix="did you mean `max_age`?",
-    )
-
-
-def test_backups_must_be_a_mapping(storage_problem: Problem) -> None:
-    assert_issue(
-        storage_problem(backups="36h"),
-        "pbs_storages[0].backups",
-        fix="write a mapping of `key: value` lines below it",
-    )
-
-
 DEFAULTED = """\
 defaults:
   backups:

@@ -500,21 +500,32 @@ def test_a_prune_count_must_be_a_non_negative_integer(storage_problem: Problem, 
     )
 
 
-def test_a_hyphenated_prune_key_gets_the_underscore_spelling_suggested(
-    storage_problem: Problem,
+# The mapping fields (`backups:` and `prune_backups:`) alike.
+@pytest.mark.parametrize(
+    ("section", "entry", "key", "meant"),
+    [
+        ("backups", "{max_ag: 36h}", "max_ag", "max_age"),
+        ("prune_backups", "{keep-daily: 7}", "keep-daily", "keep_daily"),  # the underscore
+    ],
+)
+def test_an_unknown_key_of_a_mapping_field_gets_the_close_one_suggested(
+    storage_problem: Problem, section: str, entry: str, key: str, meant: str
 ) -> None:
     assert_issue(
-        storage_problem(prune_backups="{keep-daily: 7}"),
-        "pbs_storages[0].prune_backups.keep-daily",
-        message="unknown key `keep-daily`",
-        fix="did you mean `keep_daily`?",
+        storage_problem(**{section: entry}),
+        f"pbs_storages[0].{section}.{key}",
+        message=f"unknown key `{key}`",
+        fix=f"did you mean `{meant}`?",
     )
 
 
-def test_prune_backups_must_be_a_mapping(storage_problem: Problem) -> None:
+@pytest.mark.parametrize(("section", "value"), [("backups", "36h"), ("prune_backups", "[7]")])
+def test_a_mapping_field_must_be_a_mapping(
+    storage_problem: Problem, section: str, value: str
+) -> None:
     assert_issue(
-        storage_problem(prune_backups="[7]"),
-        "pbs_storages[0].prune_backups",
+        storage_problem(**{section: value}),
+        f"pbs_storages[0].{section}",
         fix="write a mapping of `key: value` lines below it",
     )
 
