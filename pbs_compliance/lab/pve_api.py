@@ -220,6 +220,19 @@ _ROUTES: list[_Route] = [
     ]
 ]
 
+# Routes answered by the cluster store alone (backup jobs, pools): call(cluster, params, who).
+_CLUSTER_CALLS: dict[str, Callable[[ClusterStore, Params, Principal], object]] = {
+    "jobs_index": pve_jobs.list_jobs,
+    "job_create": pve_jobs.create_job,
+    "job_read": pve_jobs.read_job,
+    "job_update": pve_jobs.update_job,
+    "job_delete": pve_jobs.delete_job,
+    "job_included": pve_jobs.included_volumes,
+    "not_backed_up": pve_jobs.not_backed_up,
+    "pools": list_pools,
+    "pool": read_pool,
+}
+
 
 class _PveApp:
     """Request handling without the socket: a request in, a response out."""
@@ -306,7 +319,12 @@ class _PveApp:
                 if key in uri and uri[key] != value:
                     raise param_error({key: _DUPLICATE_URI_PARAM})
             merged: dict[str, Value] = {**params, **uri}
-            data = getattr(self, f"_h_{name}")(merged, principal)
+            on_cluster = _CLUSTER_CALLS.get(name)
+            if on_cluster is None:
+                data = getattr(self, f"_h_{name}")(merged, principal)
+            else:
+                assert principal is not None  # none of these routes is in _NO_AUTH
+                data = on_cluster(self.cluster, merged, principal)
         except PveError as exc:
             return _error_response(exc), principal
         except Exception as exc:  # a Perl `die` in PVE: 500 with its text
@@ -513,36 +531,6 @@ class _PveApp:
             with contextlib.suppress(PveError):  # a section PVE would skip as unusable
                 views.append(storage_view(state, sid))
         return resources(self.cluster, list(self.config.nodes), views, params, who)
-
-    def _h_jobs_index(self, params: Params, who: Principal) -> object:
-        return pve_jobs.list_jobs(self.cluster, params, who)
-
-    def _h_job_create(self, params: Params, who: Principal) -> object:
-        pve_jobs.create_job(self.cluster, params, who)
-        return None
-
-    def _h_job_read(self, params: Params, who: Principal) -> object:
-        return pve_jobs.read_job(self.cluster, params, who)
-
-    def _h_job_update(self, params: Params, who: Principal) -> object:
-        pve_jobs.update_job(self.cluster, params, who)
-        return None
-
-    def _h_job_delete(self, params: Params, who: Principal) -> object:
-        pve_jobs.delete_job(self.cluster, params, who)
-        return None
-
-    def _h_job_included(self, params: Params, who: Principal) -> object:
-        return pve_jobs.included_volumes(self.cluster, params, who)
-
-    def _h_not_backed_up(self, params: Params, who: Principal) -> object:
-        return pve_jobs.not_backed_up(self.cluster, params, who)
-
-    def _h_pools(self, params: Params, who: Principal) -> object:
-        return list_pools(self.cluster, params, who)
-
-    def _h_pool(self, params: Params, who: Principal) -> object:
-        return read_pool(self.cluster, params, who)
 
 
 def _lab_body(req: _Request) -> dict[str, Any]:
