@@ -159,10 +159,7 @@ class Results:
         return sum(r.writes for r in self.results)
 
     def for_storage(self, name: str) -> StorageResult | None:
-        for result in self.results:
-            if result.storage == name:
-                return result
-        return None
+        return next((r for r in self.results if r.storage == name), None)
 
     def counts(self) -> dict[str, int]:
         """Storages per outcome; a failed or interrupted storage that wrote something is also
