@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -250,10 +249,9 @@ class PbsSession:
 
     def open(self) -> None:
         """Resolve, pin, log in; raises PbsReadError."""
-        address = self._address()
+        address, literal = self._address()
         host = f"[{address}]" if ":" in address else address
         self._base = f"https://{host}:{self.login.port}/api2/json"
-        literal = _is_ip(self.login.server)
         self._http.mount(
             "https://", _Pinned(self.login.fingerprint, None if literal else self.login.server)
         )
@@ -281,13 +279,12 @@ class PbsSession:
     def close(self) -> None:
         self._http.close()
 
-    def _address(self) -> str:
-        if _is_ip(self.login.server):
-            return self.login.server
+    def _address(self) -> tuple[str, bool]:
+        """The address to connect to, and whether the server is one (then nothing is asked)."""
         result = resolve(self.login.server, self._nameservers, self.timeout)
         if not result.ok:
             raise PbsReadError(f"{self.login.server} does not resolve: {result.describe()}")
-        return result.addresses[0]
+        return result.addresses[0], result.is_literal
 
     def _call(
         self,
@@ -342,14 +339,6 @@ class PbsSession:
             if secret:
                 text = text.replace(secret, "***")
         return text
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _root(exc: BaseException) -> str:

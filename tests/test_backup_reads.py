@@ -119,6 +119,20 @@ def test_storages_pointing_at_the_same_place_share_one_read(shared_lab: Lab) -> 
     assert evidence.reads["pbs admin/datastore"] == 1
 
 
+def test_a_pbs_declared_by_its_address_is_read_without_asking_dns(lab: Lab) -> None:
+    settings = settings_of(lab)
+    home = settings.config.storage("homelab-backup")
+    by_address = home.model_copy(update={"server": lab.pbs[home.server].address})
+    assert lab.dns is not None
+    asked = len(lab.dns.asked)
+
+    evidence = read_backups([by_address], settings.nameservers, 2.0, client_for(settings))
+
+    pbs, _ = target(evidence, by_address)
+    assert (pbs.error, pbs.listed) == ("", True)
+    assert len(lab.dns.asked) == asked
+
+
 def test_a_storage_missing_from_pve_does_not_hide_the_backups_of_its_place(
     shared_lab: Lab,
 ) -> None:
