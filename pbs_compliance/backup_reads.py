@@ -36,7 +36,7 @@ from pydantic import SecretStr, TypeAdapter
 from requests.adapters import HTTPAdapter
 
 from pbs_compliance.config import StorageSpec
-from pbs_compliance.evidence import NO_CREDENTIALS, client_for
+from pbs_compliance.evidence import client_or_reason
 from pbs_compliance.probes.dns import resolve
 from pbs_compliance.pve import PveClient, PveError
 from pbs_compliance.settings import RunSettings
@@ -646,11 +646,7 @@ def _replace(target: PbsTarget, values: Mapping[str, Any]) -> PbsTarget:
 def gather_backups(settings: RunSettings) -> BackupEvidence:
     """What a run judges about backups (the `pytest_pbs_gather` entry): `read_backups` with the
     run's storages, nameservers, probe timeout and PVE client (none without credentials)."""
-    reason = NO_CREDENTIALS
-    try:
-        client = client_for(settings)
-    except PveError as exc:
-        client, reason = None, str(exc)
+    client, reason = client_or_reason(settings)
     return read_backups(
         settings.config.storages, settings.nameservers, settings.probe_timeout, client, reason
     )

@@ -313,13 +313,17 @@ def client_for(settings: RunSettings) -> PveClient | None:
     return PveClient(settings.pve, settings.secrets)
 
 
+def client_or_reason(settings: RunSettings) -> tuple[PveClient | None, str]:
+    """The PVE client of a run, or None and why not (no credentials, or unusable ones)."""
+    try:
+        return client_for(settings), NO_CREDENTIALS
+    except PveError as exc:
+        return None, str(exc)
+
+
 def gather_evidence(settings: RunSettings, on_nodes: OnNodes | None = None) -> Evidence:
     """Probe every server and read PVE once: what a run (pytest or CLI) judges."""
-    reason = NO_CREDENTIALS
-    try:
-        client = client_for(settings)
-    except PveError as exc:
-        client, reason = None, str(exc)
+    client, reason = client_or_reason(settings)
     return gather(
         settings.config.storages,
         settings.nameservers,
