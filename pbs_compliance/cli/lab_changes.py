@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
 from pbs_compliance.cli.lab import StateDirOption, admin, done, lab_app, state_dir_of
 from pbs_compliance.cli.output import Out, Output, OutputOption, examples
+from pbs_compliance.lab.backups import Verification
+from pbs_compliance.lab.pve_cluster import GuestType
 from pbs_compliance.lab.scenario import parse_age
 
 __all__ = ["backup_app", "guest_app", "job_app"]
@@ -22,15 +23,7 @@ lab_app.add_typer(guest_app, name="guest")
 lab_app.add_typer(job_app, name="job")
 
 
-class VerifyState(StrEnum):
-    ok = "ok"
-    failed = "failed"
-    none = "none"
-
-
-class GuestType(StrEnum):
-    qemu = "qemu"
-    lxc = "lxc"
+VerifyChoice = Literal[Verification, "none"]  # the lab's verification states, or none
 
 
 @backup_app.callback()
@@ -81,8 +74,8 @@ def lab_backup_add(
         str, typer.Option("--age", help="how old the snapshot is: 30m, 50h, 7d, 2w")
     ] = "0s",
     verify: Annotated[
-        VerifyState, typer.Option("--verify", help="the last verification: ok, failed or none")
-    ] = VerifyState.ok,
+        VerifyChoice, typer.Option("--verify", help="the last verification: ok, failed or none")
+    ] = "ok",
     in_progress: Annotated[
         bool,
         typer.Option("--in-progress", help="still being written: no size, no verification"),
@@ -96,7 +89,7 @@ def lab_backup_add(
     out = Out.create(output)
     body: dict[str, Any] = {
         "server": server, "datastore": datastore, "backup": target, "ns": ns,
-        "age": _age_seconds(out, "--age", age), "verify": str(verify),
+        "age": _age_seconds(out, "--age", age), "verify": verify,
         "in_progress": in_progress, "protected": protected, "comment": comment,
     }  # fmt: skip
     where = f"{datastore}" + (f" namespace {ns}" if ns else "")
@@ -152,7 +145,7 @@ def lab_guest_add(
     ctx: typer.Context,
     node: Annotated[str, typer.Argument(help="the node it lives on, e.g. pve1")],
     vmid: Annotated[int, typer.Argument(help="its VMID (100 to 999999999, unique)")],
-    kind: Annotated[GuestType, typer.Option("--type", help="qemu (a VM) or lxc")] = GuestType.qemu,
+    kind: Annotated[GuestType, typer.Option("--type", help="qemu (a VM) or lxc")] = "qemu",
     name: Annotated[str | None, typer.Option("--name", help="its name")] = None,
     template: Annotated[bool, typer.Option("--template", help="a template")] = False,
     pool: Annotated[str | None, typer.Option("--pool", help="its pool (created if new)")] = None,
@@ -162,7 +155,7 @@ def lab_guest_add(
 ) -> None:
     """Add a VM or container to the running lab's PVE cluster."""
     out = Out.create(output)
-    body: dict[str, Any] = {"node": node, "vmid": vmid, "type": str(kind), "name": name,
+    body: dict[str, Any] = {"node": node, "vmid": vmid, "type": kind, "name": name,
                             "template": template, "pool": pool, "tags": tags or []}  # fmt: skip
     _lab_change(out, ctx, state_dir, "guest/add", body, f"{node}: {kind} {vmid} added")
 
@@ -223,8 +216,8 @@ def lab_job_run(
     ] = "OK",
     age: Annotated[str, typer.Option("--age", help="how long ago it ended: 30m, 30h, 7d")] = "0s",
     verify: Annotated[
-        VerifyState, typer.Option("--verify", help="the new snapshots' verification")
-    ] = VerifyState.ok,
+        VerifyChoice, typer.Option("--verify", help="the new snapshots' verification")
+    ] = "ok",
     state_dir: StateDirOption = None,
     output: OutputOption = Output.text,
 ) -> None:
@@ -232,7 +225,7 @@ def lab_job_run(
     and (for OK and WARNINGS) a snapshot per guest on the job's PBS storage."""
     out = Out.create(output)
     seconds = _age_seconds(out, "--age", age)
-    body: dict[str, Any] = {"id": job_id, "status": status, "age": seconds, "verify": str(verify)}
+    body: dict[str, Any] = {"id": job_id, "status": status, "age": seconds, "verify": verify}
     where = state_dir_of(out, ctx, state_dir)
     answer = admin(out, where, "job/run", body, refused="the change")
     written = len(answer.get("snapshots", [])) if isinstance(answer, dict) else 0

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
 from pbs_compliance.cli.lab import StateDirOption, admin, done, lab_app, state_dir_of
 from pbs_compliance.cli.output import Out, Output, OutputOption, examples
+from pbs_compliance.lab.backups import Maintenance
+from pbs_compliance.lab.dns_server import Fault
+from pbs_compliance.lab.pbs_server import Mode
 from pbs_compliance.lab.pve_faults import FAULT_HELP
 
 __all__ = ["fault_app"]
@@ -28,22 +30,9 @@ def lab_fault(state_dir: StateDirOption = None) -> None:
     --state-dir works here, before the sub-command, and after it."""
 
 
-class PbsMode(StrEnum):
-    up = "up"
-    down = "down"
-    blackhole = "blackhole"
-
-
-class MaintenanceMode(StrEnum):
-    offline = "offline"
-    read_only = "read-only"
-    none = "none"
-
-
-class DnsFault(StrEnum):
-    servfail = "servfail"
-    silence = "silence"
-    none = "none"
+# The choices are the lab's own, plus "none" where a fault can be taken back.
+MaintenanceChoice = Literal[Maintenance, "none"]
+DnsChoice = Literal[Fault, "none"]
 
 
 @fault_app.command(
@@ -61,7 +50,7 @@ class DnsFault(StrEnum):
 def lab_fault_pbs(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="the PBS server's name, e.g. pbs1.lab.example")],
-    mode: Annotated[PbsMode | None, typer.Option("--mode", help="up, down or blackhole")] = None,
+    mode: Annotated[Mode | None, typer.Option("--mode", help="up, down or blackhole")] = None,
     renew: Annotated[bool, typer.Option("--renew", help="issue a new certificate")] = False,
     expired: Annotated[
         bool | None,
@@ -72,7 +61,7 @@ def lab_fault_pbs(
         ),
     ] = None,
     maintenance: Annotated[
-        MaintenanceMode | None,
+        MaintenanceChoice | None,
         typer.Option(
             "--maintenance",
             help="put datastores in PBS maintenance mode: offline (every read fails), "
@@ -92,13 +81,13 @@ def lab_fault_pbs(
     where = state_dir_of(out, ctx, state_dir)
     body: dict[str, Any] = {}
     if mode is not None:
-        body["mode"] = str(mode)
+        body["mode"] = mode
     if renew:
         body["renew"] = True
     if expired is not None:
         body["expired"] = expired
     if maintenance is not None:
-        body["maintenance"] = str(maintenance)
+        body["maintenance"] = maintenance
         if datastore is not None:
             body["datastore"] = datastore
     elif datastore is not None:
@@ -123,7 +112,7 @@ def lab_fault_pbs(
 )
 def lab_fault_dns(
     ctx: typer.Context,
-    fault: Annotated[DnsFault, typer.Argument(help="servfail, silence or none")],
+    fault: Annotated[DnsChoice, typer.Argument(help="servfail, silence or none")],
     node: Annotated[
         str | None, typer.Option("--node", help="only the resolver this node uses")
     ] = None,
@@ -133,7 +122,7 @@ def lab_fault_dns(
     """Make the lab's DNS answer SERVFAIL or nothing at all (everywhere, or for one node)."""
     out = Out.create(output)
     where = state_dir_of(out, ctx, state_dir)
-    body: dict[str, Any] = {"fault": None if fault == DnsFault.none else str(fault)}
+    body: dict[str, Any] = {"fault": None if fault == "none" else fault}
     if node is not None:
         body["node"] = node
     answer = admin(out, where, "dns", body)

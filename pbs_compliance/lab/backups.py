@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 __all__ = [
     "BackupStore",
@@ -30,7 +30,8 @@ __all__ = [
 
 BackupType = Literal["vm", "ct", "host"]
 Verification = Literal["ok", "failed"]
-MAINTENANCE_TYPES = ("read-only", "offline")
+Maintenance = Literal["read-only", "offline"]  # the modes the lab sets (PBS has more)
+MAINTENANCE_TYPES: tuple[Maintenance, ...] = get_args(Maintenance)
 DEFAULT_SIZE = {"vm": 12 * 1024**3, "ct": 2 * 1024**3, "host": 1024**3}
 
 
