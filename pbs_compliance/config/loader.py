@@ -137,12 +137,12 @@ class _Loader:
         # same value that follows would only be noise.
         self.unresolved: set[Path_] = set(located.invalid)
 
-    def issue(self, path: Path_, message: str, fix: str = "") -> None:
+    def issue(self, path: Path_, message: str, fix: str) -> None:
         """A problem with the value at `path`: located at the value."""
         line, column = self.located.mark(path)
         self.issues.append(ConfigIssue(self.file, line, column, format_path(path), message, fix))
 
-    def key_issue(self, path: Path_, message: str, fix: str = "") -> None:
+    def key_issue(self, path: Path_, message: str, fix: str) -> None:
         """A problem with the key of `path` itself (unknown, misplaced): located at the key."""
         line, column = self.located.key_mark(path)
         self.issues.append(ConfigIssue(self.file, line, column, format_path(path), message, fix))
