@@ -39,6 +39,7 @@ __all__ = [
     "StorageSpec",
     "Verdict",
     "active",
+    "add_html",
     "check",
     "checks",
     "evidence",
@@ -108,6 +109,16 @@ def mark_remediated(item: pytest.Item, report: pytest.TestReport, note: str) -> 
     setattr(report, _OUTCOME_ATTR, REMEDIATED)
     item.user_properties.append(("remediated", "true"))
     report.sections.append(("pbs-compliance remediation", note))
+
+
+def add_html(report: pytest.TestReport, block: str) -> None:
+    """Show the HTML `block` under the case in the pytest-html report. Call it from a
+    `pytest_runtest_makereport` wrapper."""
+    try:
+        from pytest_html import extras
+    except ImportError:  # pragma: no cover - pytest-html is a dependency
+        return
+    report.extras = [*getattr(report, "extras", []), extras.html(block)]  # type: ignore[attr-defined]
 
 
 def set_remediation(config: pytest.Config, mode: str) -> None:

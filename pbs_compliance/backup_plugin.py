@@ -161,11 +161,6 @@ def pytest_runtest_makereport(
     """The table of guests under the case's evidence table (pytest-html)."""
     report = yield
     table = item.stash.get(_TABLE, None)
-    if table is None or report.when != "call":
-        return report
-    try:
-        from pytest_html import extras
-    except ImportError:  # pragma: no cover - pytest-html is a dependency
-        return report
-    report.extras = [*getattr(report, "extras", []), extras.html(table)]  # type: ignore[attr-defined]
+    if table is not None and report.when == "call":
+        api.add_html(report, table)
     return report

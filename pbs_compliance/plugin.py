@@ -24,7 +24,7 @@ import pytest
 
 import pbs_compliance.backup_plugin as backup_plugin  # a fresh import (see job_plugin)
 import pbs_compliance.job_plugin as job_plugin  # a fresh import (see job_plugin)
-from pbs_compliance import hookspecs, registry
+from pbs_compliance import api, hookspecs, registry
 from pbs_compliance.config import ConfigError, StorageSpec
 from pbs_compliance.evidence import Evidence, LiveState
 from pbs_compliance.report import html as html_report
@@ -272,14 +272,8 @@ def pytest_runtest_makereport(
     rows = evidence_rows(verdict, spec, facts)
     # On the report as plain data: the controller's JUnit and HTML read it, from workers too.
     setattr(report, FACTS, [list(row) for row in rows])
-    if not item.config.getoption("htmlpath", None):
-        return report
-    try:
-        from pytest_html import extras
-    except ImportError:  # pragma: no cover - pytest-html is a dependency
-        return report
-    details = html_report.rows_html(rows)
-    report.extras = [*getattr(report, "extras", []), extras.html(details)]  # type: ignore[attr-defined]
+    if item.config.getoption("htmlpath", None):
+        api.add_html(report, html_report.rows_html(rows))
     return report
 
 

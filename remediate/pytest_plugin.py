@@ -131,13 +131,9 @@ class _Remediator:
 
     @staticmethod
     def _html(report: pytest.TestReport, title: str, text: str) -> None:
-        try:
-            from pytest_html import extras
-        except ImportError:  # pragma: no cover - pytest-html is a dependency
-            return
         block = (
             "<div class='pbs-remediation' style='border-left:4px solid #0aa;padding-left:.5em'>"
             f"<strong>{html.escape(title)}</strong>"
             f"<pre style='white-space:pre-wrap'>{html.escape(text)}</pre></div>"
         )
-        report.extras = [*getattr(report, "extras", []), extras.html(block)]  # type: ignore[attr-defined]
+        api.add_html(report, block)
