@@ -140,6 +140,7 @@ class DnsServer:
         self.port = port
         self._zone = LabZone.build(records, cnames or {})
         self._fault: Fault | None = None
+        self._version = 0  # bumped by every change of records or fault
         self._lock = threading.Lock()
         self._queries = 0
         self._asked: list[tuple[str, str]] = []
@@ -156,6 +157,10 @@ class DnsServer:
     def queries(self) -> int:
         return self._queries
 
+    def version(self) -> int:
+        """Changes whenever the answers may: a cache keyed on it never serves a stale one."""
+        return self._version
+
     @property
     def asked(self) -> list[tuple[str, str]]:
         """Every question so far as (name, type), e.g. ("pbs1.lab.example", "A")."""
@@ -167,11 +172,13 @@ class DnsServer:
     ) -> None:
         """Replace the whole view (records and CNAMEs) at once."""
         self._zone = LabZone.build(records, cnames or {})
+        self._version += 1
 
     def set_fault(self, fault: Fault | None) -> None:
         if fault not in (None, "servfail", "silence"):
             raise ValueError(f"unknown DNS fault {fault!r}; expected None, 'servfail', 'silence'")
         self._fault = fault
+        self._version += 1
 
     def start(self) -> None:
         if self._loop is not None:

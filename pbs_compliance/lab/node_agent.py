@@ -17,8 +17,10 @@ import json
 import re
 import socket
 import ssl
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from time import monotonic
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
@@ -105,8 +107,25 @@ class _Target:
         )
 
 
+def _negative_ttl(response: dns.message.Message) -> float:
+    """How long "no such name" may be remembered: the SOA's minimum (RFC 2308), else not."""
+    for rrset in response.authority:
+        if rrset.rdtype == dns.rdatatype.SOA and len(rrset):
+            return float(min(rrset.ttl, next(iter(rrset)).minimum))
+    return 0.0
+
+
 class LabNodeAgent:
-    """One PVE node's network view: its own resolver, loopback reachability, 7 s timeouts."""
+    """One PVE node's network view: its own resolver, loopback reachability, 7 s timeouts.
+
+    With `dns_version` (the lab resolver's change counter) the node caches what its resolver
+    answered - an address or "no such name" - for the record's TTL, as a caching stub resolver
+    would, and drops the cache the moment the lab changes that resolver's records or faults, so
+    every answer is still the one an uncached lookup would get. Without it, it asks every time.
+    Why: at 1,000 storages one run makes thousands of node-side lookups, all answered by one
+    Python thread in the lab's process beside the TLS work of every PBS; under load some missed
+    the node timeout and failed cases that had no fault.
+    """
 
     def __init__(
         self,
@@ -115,11 +134,16 @@ class LabNodeAgent:
         timeout: float = 7.0,
         *,
         cafile: str | None = None,
+        dns_version: Callable[[], int] | None = None,
     ) -> None:
         self.name = name
         self.nameserver = nameserver
         self.timeout = timeout
         self._cafile = cafile  # None: the system trust store, as on a real node
+        self._dns_version = dns_version
+        self._cache: dict[str, tuple[int, float, str | None]] = {}  # host: version, until, address
+        self._cache_lock = threading.Lock()
+        self._host_locks: dict[str, threading.Lock] = {}
 
     def __repr__(self) -> str:
         host, port = self.nameserver
@@ -211,7 +235,31 @@ class LabNodeAgent:
         with contextlib.suppress(ValueError):
             return str(ipaddress.ip_address(host))
         cant = f"500 Can't connect to {target.where}"
+        if self._dns_version is None:
+            found, _ = self._lookup(host, cant)
+        else:
+            found = self._cached_lookup(host, cant, self._dns_version)
+        if found is None:
+            raise NodeAgentError(f"{cant} ({EAI_NONAME})")
+        return found
+
+    def _cached_lookup(self, host: str, cant: str, version: Callable[[], int]) -> str | None:
+        key = host.lower()
+        with self._cache_lock:
+            lock = self._host_locks.setdefault(key, threading.Lock())
+        with lock:  # one lookup per name at a time: the others wait for its answer
+            now_version = version()
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] == now_version and monotonic() < hit[1]:
+                return hit[2]
+            found, ttl = self._lookup(host, cant)  # failures raise: never cached
+            self._cache[key] = (now_version, monotonic() + ttl, found)
+            return found
+
+    def _lookup(self, host: str, cant: str) -> tuple[str | None, float]:
+        """(address or None for "no such name", TTL) from this node's resolver, A then AAAA."""
         server, port = self.nameserver
+        ttl = 0.0
         for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
             query = dns.message.make_query(host, rdtype)
             try:
@@ -220,13 +268,14 @@ class LabNodeAgent:
                 raise NodeAgentError(f"{cant} ({EAI_AGAIN})") from exc
             rcode = response.rcode()
             if rcode == dns.rcode.NXDOMAIN:
-                raise NodeAgentError(f"{cant} ({EAI_NONAME})")
+                return None, _negative_ttl(response)
             if rcode != dns.rcode.NOERROR:
                 raise NodeAgentError(f"{cant} ({EAI_AGAIN})")
             for rrset in response.answer:
                 if rrset.rdtype == rdtype and len(rrset):
-                    return str(next(iter(rrset)).to_text())
-        raise NodeAgentError(f"{cant} ({EAI_NONAME})")
+                    return str(next(iter(rrset)).to_text()), float(rrset.ttl)
+            ttl = _negative_ttl(response)
+        return None, ttl
 
     def _connect_tls(self, target: _Target, address: str) -> ssl.SSLSocket:
         pinned = target.fingerprint is not None

@@ -189,7 +189,10 @@ class Lab:
             )
             self.node_dns[node] = node_dns
             agents[node] = LabNodeAgent(
-                node, (node_dns.address, node_dns.port), timeout=self.scenario.node_timeout
+                node,
+                (node_dns.address, node_dns.port),
+                timeout=self.scenario.node_timeout,
+                dns_version=node_dns.version,
             )
 
         cert_file, key_file = pve_cert.write(cert_dir, "pve")
