@@ -7,6 +7,12 @@ connections; their storages are in PVE from the start (PVE's create check would 
 
 `MISSING_PER_100` of the storages (at least one) are declared but absent from PVE so remediation
 also exercises create-then-enable; they always go to a healthy server.
+
+The cluster is a working one, so that only the faults above fail: one guest per node, one backup
+job of all guests to the first storage that last ran OK, and on every datastore of every healthy
+server a fresh, verified backup of each guest (the backup health cases of a storage judge what
+its datastore holds). A fleet whose every backup case failed would measure pytest reporting
+failures, not the compliance run.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ MISSING_PER_100 = 1
 # What PVE holds when the lab starts, and the two declarations that drift every entry from it.
 PRUNE_LIVE = "keep-daily=7,keep-weekly=4"
 PRUNE_DRIFTED = ({"keep_daily": 14, "keep_weekly": 8}, {"keep_daily": 10, "keep_monthly": 6})
+GUESTS = tuple((100 + i, node) for i, node in enumerate(NODES))  # (vmid, node)
+BACKUP_AGE = "2h"
 
 
 def server_count(storages: int) -> int:
@@ -106,12 +114,30 @@ class Fleet:
             for i in range(self.storages)
             if i not in self.missing
         ]
+        healthy = [s["name"] for s in servers if s["mode"] == "up"]
+        snapshots = [
+            {"server": server, "datastore": f"store{d}", "backup": f"vm/{vmid}", "age": BACKUP_AGE}
+            for server in healthy
+            for d in range(DATASTORES_PER_SERVER)
+            for vmid, _ in GUESTS
+        ]
         return Scenario.model_validate(
             {
                 "nodes": list(NODES),
                 "pbs_servers": servers,
                 "storages": storages,
                 "node_timeout": self.node_timeout,
+                "guests": [{"vmid": vmid, "node": node} for vmid, node in GUESTS],
+                "jobs": [
+                    {
+                        "id": "backup-bench",
+                        "storage": storage_name(0),
+                        "all": True,
+                        "last_run": "OK",
+                        "last_run_age": "6h",
+                    }
+                ],
+                "snapshots": snapshots,
             }
         )
 
