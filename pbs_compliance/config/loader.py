@@ -612,7 +612,7 @@ def _message(error: Any) -> str:
     if kind == "missing":
         return "required field is missing"
     if kind == "value_error":
-        return str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
+        return str(error["ctx"]["error"])  # a validator's ValueError, always in `ctx`
     if kind == "literal_error":
         return f"{_short(error['input'])} is not allowed; {error['msg'].lower()}"
     return f"{error['msg']} (got {_short(error.get('input'))})"
@@ -627,6 +627,8 @@ _FIXES = {
     "dict_type": "write a mapping of `key: value` lines below it",
     "model_type": "write a mapping of `key: value` lines below it",
 }
+# The bounds the model's fields have (`Field(ge=..., gt=..., le=...)`; none has `lt`).
+_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<="}
 
 
 def _fix(error: Any) -> str:
@@ -634,7 +636,7 @@ def _fix(error: Any) -> str:
     if kind == "missing":
         return f"add `{error['loc'][-1]}:`"
     if kind == "value_error" and error["loc"][:1] in (("slack",), ("max_age",)):  # `jobs:`
-        if "duration" in str(error.get("ctx", {}).get("error", "")):
+        if "duration" in str(error["ctx"]["error"]):
             return "write a whole number and a unit (s, m, h, d or w), e.g. `2h`, `26h` or `8d`"
         return "copy the job's ID from `pvesh get /cluster/backup` (or Datacenter > Backup)"
     if kind == "value_error" and error["loc"][-1:] in (("max_age",), ("verify_max_age",)):
@@ -643,11 +645,9 @@ def _fix(error: Any) -> str:
         return "`skip` lists the health checks to turn off: datastore, capacity, backups, verified"
     if kind == "literal_error" and "backup" in error["msg"]:
         return "PBS storages hold only `backup` (or `none`); PVE turns anything else into `none`"
-    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        limit = error.get("ctx", {})
-        bounds = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
-        wanted = " and ".join(f"{bounds[k]} {v}" for k, v in limit.items() if k in bounds)
-        return f"use a value {wanted}"
+    if kind in _BOUNDS:  # one bound per error, its limit alone in `ctx`: {"ge": 1}
+        (limit,) = error["ctx"].values()
+        return f"use a value {_BOUNDS[kind]} {limit}"
     return _FIXES.get(kind, "")
 
 

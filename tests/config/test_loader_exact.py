@@ -12,11 +12,12 @@ import datetime as dt
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 
 from pbs_compliance.config import ComplianceConfig, ConfigError
-from pbs_compliance.config.loader import parse_config
+from pbs_compliance.config.loader import _scalar_type, parse_config
 
 FP = ":".join(["AB"] * 32)
 STORAGE = f"""\
@@ -331,3 +332,55 @@ def test_an_error_after_a_resolved_secret_is_still_located_at_its_own_field(
             "use a value >= 1",
         )
     ]
+
+
+# ---- fixes of the model's errors ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "message", "fix"),
+    [
+        (
+            "pve: {timeout: 0}\n",
+            "pve.timeout",
+            "Input should be greater than 0 (got 0)",
+            "use a value > 0.0",
+        ),
+        (
+            "defaults:\n  backups: {max_used_percent: 100.5}\n",
+            "defaults.backups.max_used_percent",
+            "Input should be less than or equal to 100 (got 100.5)",
+            "use a value <= 100.0",
+        ),
+        (
+            "defaults:\n  max_protected_backups: -2\n",
+            "defaults.max_protected_backups",
+            "Input should be greater than or equal to -1 (got -2)",
+            "use a value >= -1",
+        ),
+        (  # the message says what to write: no fix (and not the content types' one)
+            "defaults:\n  content: []\n",
+            "defaults.content",
+            "must list at least one content type: [backup] or [none]",
+            "",
+        ),
+        (
+            "jobs:\n  max_age: {'7up': 2d}\n",
+            "jobs.max_age",
+            "'7up' is not a backup job id: a letter, then letters, digits, '-' or '_' (the ID "
+            "column of Datacenter > Backup, e.g. backup-3f2a9c1e-8b7d)",
+            "copy the job's ID from `pvesh get /cluster/backup` (or Datacenter > Backup)",
+        ),
+    ],
+)
+def test_a_model_error_gets_its_own_fix(text: str, field: str, message: str, fix: str) -> None:
+    ((_line, _column, found, found_message, found_fix),) = rows(STORAGE + text)
+    assert (found, found_message, found_fix) == (field, message, fix)
+
+
+def test_only_a_plain_bool_int_or_float_field_converts_a_variable() -> None:
+    assert _scalar_type(Annotated[int, "limit"] | None) is int
+    assert _scalar_type(bool) is bool
+    assert _scalar_type(int | float) is None  # ambiguous: left to the model
+    assert _scalar_type(int | float | None) is None
+    assert _scalar_type(str) is None
