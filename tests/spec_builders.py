@@ -28,6 +28,20 @@ DIGEST = "0123456789abcdef0123456789abcdef01234567"
 STORAGE = {"name": "pbs1", "server": "pbs.example", "datastore": "store1", "fingerprint": FP}
 
 
+def storage_yaml(*more_lines: str) -> str:
+    """A whole config file with one minimal valid storage `pbs1` (5 lines, the entry on line 2),
+    then `more_lines` as they are."""
+    lines = [
+        "pbs_storages:",
+        "  - name: pbs1",
+        "    server: pbs.example",
+        "    datastore: store1",
+        f"    fingerprint: '{SEED_FP}'",
+        *more_lines,
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def storage_builder(*, strict: bool | None = None, **defaults: Any) -> Callable[..., StorageSpec]:
     """`spec(**changes)` for one test file: a validated StorageSpec of STORAGE, then `defaults`,
     then each call's `changes` (any of them may replace any other); `strict=False` validates in

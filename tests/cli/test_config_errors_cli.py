@@ -15,20 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cli_helpers import Invoke
+from cli_helpers import Invoke, assert_shows
+from spec_builders import storage_yaml
 
 from pbs_compliance.lab.runner import Lab
 
 CHECKS_DIR = Path(__file__).resolve().parents[2] / "checks"
 PBS = Path(sys.executable).parent / "pbs"
-FINGERPRINT = ":".join(["AB"] * 32)
-STORAGE = f"""\
-pbs_storages:
-  - name: pbs1
-    server: pbs.example
-    datastore: store1
-    fingerprint: "{FINGERPRINT}"
-"""
+STORAGE = storage_yaml()
 
 
 def pbs(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -89,8 +83,11 @@ def test_validate_with_a_fifo_password_file_exits_2_at_once(fifo_config: Path) -
     result = pbs("validate", "--config", fifo_config)
 
     assert result.returncode == 2, result.stderr
-    assert fifo_line(fifo_config) in result.stderr
-    assert "fix: write the content into a regular file and name that file" in result.stderr
+    assert_shows(
+        result.stderr,
+        fifo_line(fifo_config),
+        "fix: write the content into a regular file and name that file",
+    )
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
 

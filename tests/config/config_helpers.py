@@ -20,20 +20,6 @@ SecretFile = Callable[..., Path]
 SEED_FINGERPRINT = SEED_FP
 
 
-def storage_yaml(*more_lines: str) -> str:
-    """A whole config with one minimal valid storage `pbs1` (5 lines, entry on line 2), then
-    `more_lines` as they are."""
-    lines = [
-        "pbs_storages:",
-        "  - name: pbs1",
-        "    server: pbs.example",
-        "    datastore: store1",
-        f"    fingerprint: '{SEED_FINGERPRINT}'",
-        *more_lines,
-    ]
-    return "\n".join(lines) + "\n"
-
-
 def storage_document(index: int, **more: Any) -> dict[str, Any]:
     """A valid storage entry `pbs{index}` as a parsed YAML document holds it, with `more`."""
     return {
@@ -45,6 +31,13 @@ def storage_document(index: int, **more: Any) -> dict[str, Any]:
         "nodes": ["pve1", "pve2"],
         "prune_backups": {"keep_daily": 7, "keep_weekly": 4},
     } | more
+
+
+def secret_of(config: ComplianceConfig) -> str:
+    """The password of the config's first storage, which must have one."""
+    password = config.storages[0].password
+    assert password is not None
+    return password.get_secret_value()
 
 
 def assert_issue(

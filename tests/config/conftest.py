@@ -7,7 +7,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
-from config_helpers import SEED_FINGERPRINT, Load, Problem, Problems, StorageText, storage_yaml
+from config_helpers import SEED_FINGERPRINT, Load, Problem, Problems, StorageText
+from spec_builders import storage_yaml
 
 from pbs_compliance.config import ComplianceConfig, ConfigError, ConfigIssue, load_config
 from pbs_compliance.lab.certs import CertificateAuthority

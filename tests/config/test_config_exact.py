@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from config_helpers import Load, Problem, Problems, SecretFile, StorageText
+from config_helpers import Load, Problem, Problems, SecretFile, StorageText, secret_of
 
 from pbs_compliance.config import ConfigError, ConfigIssue, load_config
 from pbs_compliance.config.files import MAX_CONFIG_BYTES, MAX_SECRET_BYTES, size_text
@@ -271,18 +271,14 @@ def test_a_trailing_space_in_a_secret_file_is_part_of_the_secret(
 ) -> None:
     path = secret_file("s3cret \n")
     config = load(storage_text(password_file=str(path)))
-    password = config.storages[0].password
-    assert password is not None
-    assert password.get_secret_value() == "s3cret "
+    assert secret_of(config) == "s3cret "
 
 
 def test_a_secret_file_of_exactly_the_limit_is_read_one_byte_more_is_not(
     storage_problem: Problem, load: Load, storage_text: StorageText, secret_file: SecretFile
 ) -> None:
     exact = secret_file("x" * MAX_SECRET_BYTES)
-    password = load(storage_text(password_file=str(exact))).storages[0].password
-    assert password is not None
-    assert len(password.get_secret_value()) == MAX_SECRET_BYTES
+    assert len(secret_of(load(storage_text(password_file=str(exact))))) == MAX_SECRET_BYTES
     over = secret_file("x" * (MAX_SECRET_BYTES + 1), name="big.pw")
     issue = storage_problem(password_file=str(over))
     assert (issue.line, issue.column, issue.field) == (6, 20, "pbs_storages[0].password_file")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from config_helpers import Load, Problem, Problems, SecretFile, StorageText, assert_issue
+from config_helpers import Load, Problem, Problems, SecretFile, StorageText, assert_issue, secret_of
 
 from pbs_compliance.config import ConfigError, ConfigIssue, load_config
 
@@ -137,10 +137,7 @@ def test_a_private_password_file_is_read(
 ) -> None:
     path = secret_file("s3cret\n", mode=mode)
 
-    password = load(storage_text(password_file=str(path))).storages[0].password
-
-    assert password is not None
-    assert password.get_secret_value() == "s3cret"
+    assert secret_of(load(storage_text(password_file=str(path)))) == "s3cret"
 
 
 def test_a_too_open_pve_token_secret_file_is_refused_the_same_way(
@@ -186,10 +183,7 @@ def test_one_final_line_break_of_a_password_file_is_not_part_of_the_secret(
 ) -> None:
     path = secret_file(content)
 
-    password = load(storage_text(password_file=str(path))).storages[0].password
-
-    assert password is not None
-    assert password.get_secret_value() == "s3cret"
+    assert secret_of(load(storage_text(password_file=str(path)))) == "s3cret"
 
 
 def test_a_control_character_in_a_password_file_is_refused(

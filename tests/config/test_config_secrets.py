@@ -5,16 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from config_helpers import Load, Problem, SecretFile, StorageText, assert_issue
-
-from pbs_compliance.config import ComplianceConfig
-
-
-def secret_of(config: ComplianceConfig) -> str:
-    password = config.storages[0].password
-    assert password is not None
-    return password.get_secret_value()
-
+from config_helpers import Load, Problem, SecretFile, StorageText, assert_issue, secret_of
 
 # -- storage password ---------------------------------------------------------------------------
 

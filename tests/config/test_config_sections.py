@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from config_helpers import Load, Problem, Problems, StorageText, assert_issue
+from config_helpers import Load, Problem, Problems, StorageText, assert_issue, secret_of
 
 from pbs_compliance.config import (
     DnsSettings,
@@ -215,9 +215,7 @@ def test_a_password_reference_can_be_a_default_for_every_storage(
 ) -> None:
     config = load("defaults:\n  password: ${PBS_PW}\n" + storage_text(), env={"PBS_PW": "pw"})
 
-    password = config.storages[0].password
-    assert password is not None
-    assert password.get_secret_value() == "pw"
+    assert secret_of(config) == "pw"
 
 
 def test_a_literal_password_default_is_reported_once_at_the_default(

@@ -7,7 +7,8 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from config_helpers import Load, Problem, Problems, storage_yaml
+from config_helpers import Load, Problem, Problems
+from spec_builders import storage_yaml
 
 from pbs_compliance import registry, waivers
 from pbs_compliance.config import ComplianceConfig
