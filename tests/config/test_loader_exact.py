@@ -384,3 +384,19 @@ def test_only_a_plain_bool_int_or_float_field_converts_a_variable() -> None:
     assert _scalar_type(int | float) is None  # ambiguous: left to the model
     assert _scalar_type(int | float | None) is None
     assert _scalar_type(str) is None
+
+
+def test_an_error_inside_a_merged_default_list_is_located_under_defaults() -> None:
+    text = (
+        STORAGE
+        + "    backups: {max_age: 2d}\n"
+        + "defaults:\n"
+        + "  backups:\n"
+        + "    skip: [verified, nonsense]\n"
+    )
+    ((line, column, field, message, fix),) = rows(text)
+    assert (line, column, field) == (9, 22, "defaults.backups.skip[1]")
+    assert message.startswith("'nonsense' is not allowed; ")
+    assert fix == (
+        "`skip` lists the health checks to turn off: datastore, capacity, backups, verified"
+    )
