@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,6 +36,7 @@ from urllib.parse import quote
 import requests
 from pydantic import SecretStr, TypeAdapter
 from requests.adapters import HTTPAdapter
+from urllib3.util.ssl_ import create_urllib3_context
 
 from pbs_compliance.config import StorageSpec
 from pbs_compliance.evidence import client_or_reason
@@ -194,6 +197,16 @@ class PbsReadError(Exception):
         self.status = status
 
 
+@functools.cache
+def _pinning_context() -> ssl.SSLContext:
+    """One TLS context for every pinned connection. Without it urllib3 makes one per connection
+    and loads the system's CA store into each (tens of milliseconds apiece, for certificates a
+    pinned connection never consults); the fingerprint is still asserted on every handshake."""
+    context = create_urllib3_context(cert_reqs=ssl.CERT_NONE)
+    context.check_hostname = False
+    return context
+
+
 class _Pinned(HTTPAdapter):
     """TLS like PVE talks to a PBS: the certificate is trusted by its SHA-256 fingerprint."""
 
@@ -205,7 +218,11 @@ class _Pinned(HTTPAdapter):
     def init_poolmanager(
         self, connections: int, maxsize: int, block: bool = False, **kw: Any
     ) -> None:
-        kw.update(cert_reqs="CERT_NONE", assert_fingerprint=self._fingerprint)
+        kw.update(
+            cert_reqs="CERT_NONE",
+            assert_fingerprint=self._fingerprint,
+            ssl_context=_pinning_context(),
+        )
         if self._server_name is not None:
             kw["server_hostname"] = self._server_name
         super().init_poolmanager(connections, maxsize, block, **kw)
