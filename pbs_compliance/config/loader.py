@@ -367,17 +367,18 @@ class _Loader:
         secret_file = values.pop(file_field, None)
         if literal is None and secret_file is None:
             return
-        if secret_file is None:
-            secret = self._env_secret(literal, origin[field], field, file_field, env_hint)
-        elif literal is None:
-            secret = self._file_secret(secret_file, origin[file_field])
-        else:
+        if literal is not None and secret_file is not None:
             self.issue(
                 origin[file_field],
                 f"both `{field}` and `{file_field}` are given",
                 "keep one of them",
             )
-            secret = None
+            values[field] = _UNRESOLVED
+            return
+        if secret_file is None:
+            secret = self._env_secret(literal, origin[field], field, file_field, env_hint)
+        else:
+            secret = self._file_secret(secret_file, origin[file_field])
         # Reported when None; a stand-in keeps the model from adding "`token_id` is given without
         # `token_secret`". With issues, no config is returned, so it never leaks. (No error is
         # ever located at a SecretStr, so `origin` needs no entry for the resolved field.)
@@ -504,19 +505,19 @@ class _Loader:
             if isinstance(value, SecretStr | Path):
                 prepared[key] = value
             else:
-                field = model.model_fields.get(key)
-                annotation = None if field is None else field.annotation
+                # Every caller passes only the model's own fields (unknown keys are reported).
+                annotation = model.model_fields[key].annotation
                 prepared[key] = self._interpolate_tree(value, locate((key,)), annotation)
         try:
             return model.model_validate(prepared)
         except ValidationError as exc:
-            for error in exc.errors(include_url=False):
+            for error in exc.errors():
                 if error["type"] == "extra_forbidden":  # reported by _unknown_keys, with a hint
                     continue
                 loc = tuple(part for part in error["loc"] if not isinstance(part, str) or part)
                 path = locate(loc)
-                if any(path[:end] in self.unresolved for end in range(len(path) + 1)):
-                    continue
+                if any(path[: len(done)] == done for done in self.unresolved):
+                    continue  # at or below a value already reported
                 self.issue(path, _message(error), _fix(error))
             return None
 

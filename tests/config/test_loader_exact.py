@@ -400,3 +400,71 @@ def test_an_error_inside_a_merged_default_list_is_located_under_defaults() -> No
     assert fix == (
         "`skip` lists the health checks to turn off: datastore, capacity, backups, verified"
     )
+
+
+# ---- what one problem hides, and what it must not ----------------------------------------------
+
+
+def test_an_unset_variable_is_reported_once_and_the_next_field_still_is() -> None:
+    text = STORAGE.replace("server: pbs.example", "server: ${NOPE}") + "    port: 0\n"
+    assert rows(text) == [
+        (
+            3,
+            13,
+            "pbs_storages[0].server",
+            "environment variable `NOPE` is not set",
+            "export it before running, or write the value directly",
+        ),
+        (
+            6,
+            11,
+            "pbs_storages[0].port",
+            "Input should be greater than or equal to 1 (got 0)",
+            "use a value >= 1",
+        ),
+    ]
+
+
+def test_a_reference_that_is_no_variable_name_says_so() -> None:
+    text = STORAGE.replace("server: pbs.example", "server: pbs-${1x}")
+    assert rows(text) == [
+        (
+            3,
+            13,
+            "pbs_storages[0].server",
+            "`${1x}` is not a valid variable reference",
+            "export it before running, or write the value directly",
+        )
+    ]
+
+
+def test_an_unknown_nested_key_does_not_hide_a_later_fields_error() -> None:
+    text = STORAGE + "    prune_backups: {keep_dayly: 7}\n    description: 5\n"
+    assert [(field, message) for _line, _column, field, message, _fix in rows(text)] == [
+        ("pbs_storages[0].prune_backups.keep_dayly", "unknown key `keep_dayly`"),
+        ("pbs_storages[0].description", "Input should be a valid string (got 5)"),
+    ]
+
+
+def test_a_bad_ca_file_still_lets_half_a_credential_be_reported_under_pve(tmp_path: Path) -> None:
+    text = STORAGE + "pve:\n  ca_file: missing.pem\n  token_id: root@pam!ci\n"
+    reported = rows(text, {}, tmp_path / "pbs.yaml")
+    assert [(line, field) for line, _column, field, _message, _fix in reported] == [
+        (6, "pve"),
+        (7, "pve.ca_file"),
+    ]
+    assert reported[0][3].startswith("`token_id` is given without `token_secret`")
+    assert reported[1][3].startswith(f"cannot read CA file {tmp_path / 'missing.pem'}")
+
+
+def test_a_pve_password_given_twice_is_one_error_not_also_half_a_login() -> None:
+    text = STORAGE + "pve:\n  user: root@pam\n  password: ${PW}\n  password_file: /x\n"
+    assert rows(text, {"PW": "s"}) == [
+        (
+            9,
+            18,
+            "pve.password_file",
+            "both `password` and `password_file` are given",
+            "keep one of them",
+        )
+    ]
