@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from lab_edits import token_without_audit
 from pydantic import SecretStr
 
 from pbs_compliance.backup_reads import (
@@ -260,18 +261,7 @@ def test_a_wrong_password_is_the_pbs_refusal_without_the_password(shared_lab: La
 
 
 def test_a_token_without_audit_sees_only_its_own_groups(make_lab: LabFactory) -> None:
-    from pbs_compliance.lab.scenario import builtin
-
-    spec = builtin().model_dump()
-    pbs1 = spec["pbs_servers"][0]
-    pbs1["acl"] = {"backup@pbs!pve": ["archive:DatastoreBackup"], "backup@pbs": ["/:Admin"]}
-    # The archive's backups were written by the user, not by the token PVE uses now.
-    spec["jobs"] = [j for j in spec["jobs"] if j["id"] != "backup-archive"]
-    spec["snapshots"] = [
-        {"server": "pbs1.lab.example", "datastore": "archive", "backup": "vm/100",
-         "ns": "prod/vms", "owner": "backup@pbs", "age": "2h"}
-    ]  # fmt: skip
-    lab = make_lab(spec)
+    lab = make_lab(token_without_audit())
 
     evidence, specs = read(lab)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 import json
 import re
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,6 @@ from pbs_compliance.pve import PveClient
 from pbs_compliance.report.junit import read_junit
 
 CHECKS_DIR = Path(__file__).resolve().parents[2] / "checks"
-ENV_PREFIXES = ("PBS_COMPLIANCE_", "PBS_LAB_")
 # The built-in checks, as the registry declares them (a check added there is expected here).
 CONNECTIVITY = tuple(c.name for c in registry.BUILTIN if "probes" in c.needs)
 STORAGE_CHECKS = tuple(c.name for c in registry.BUILTIN if c.scope == "storage")
@@ -66,6 +67,11 @@ class ChecksRun:
 
     def outcomes(self) -> dict[str, str]:
         return {k: c.outcome for k, c in self.cases.items()}
+
+
+# The conftest fixtures' types: `run_checks(lab, *args, ...)` and `write_config(content, name)`.
+RunChecks = Callable[..., ChecksRun]
+WriteConfig = Callable[..., Path]
 
 
 def parse_junit(path: Path) -> dict[str, Case]:
@@ -125,6 +131,37 @@ def pve_client(lab: Lab) -> PveClient:
         ca_file=lab.ca_file,
     )
     return PveClient(settings)
+
+
+def copy_checks(root: Path, *, checkout: bool = False) -> None:
+    """The project's `checks/` into `root`; with `checkout`, also the development settings
+    (pyproject.toml, filterwarnings = error) at the root, as in a checkout of the repository."""
+    if checkout:
+        shutil.copy(CHECKS_DIR.parent / "pyproject.toml", root / "pyproject.toml")
+    shutil.copytree(CHECKS_DIR, root / "checks", ignore=shutil.ignore_patterns("__py*"))
+
+
+def export_lab_env(env: pytest.MonkeyPatch, lab: Lab) -> None:
+    """What `. lab.env` does: the lab's PVE token and passwords in the environment."""
+    for key, value in lab.env.items():
+        env.setenv(key, value)
+
+
+def create_stray_entry(lab: Lab) -> None:
+    """An undeclared pbs entry `stray-offsite` (pbs2's offsite), made through PVE's API."""
+    pbs2 = lab.pbs["pbs2.lab.example"]
+    pve_client(lab).create(
+        {
+            "storage": "stray-offsite",
+            "type": "pbs",
+            "server": "pbs2.lab.example",
+            "datastore": "offsite",
+            "port": str(pbs2.port),
+            "fingerprint": pbs2.fingerprint,
+            "content": "backup",
+        },
+        password=lab.pbs_password("pbs2.lab.example", "root@pam"),
+    )
 
 
 def storage_ids(storage: str, nodes: list[str] | None = None) -> dict[str, str]:

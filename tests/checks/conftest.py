@@ -8,21 +8,25 @@ the exact set of failed cases and their messages.
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from checks_harness import CHECKS_DIR, ENV_PREFIXES, ChecksRun, parse_junit
+from checks_harness import (
+    ChecksRun,
+    RunChecks,
+    WriteConfig,
+    copy_checks,
+    export_lab_env,
+    parse_junit,
+)
 
 from pbs_compliance.lab.runner import Lab
 
 
 @pytest.fixture
-def write_config(pytester: pytest.Pytester) -> Callable[..., Path]:
+def write_config(pytester: pytest.Pytester) -> WriteConfig:
     """Write a declaration (data or text) into pytester's directory; returns its path."""
 
     def write(content: dict[str, Any] | str, name: str = "pbs-storage.yaml") -> Path:
@@ -36,23 +40,12 @@ def write_config(pytester: pytest.Pytester) -> Callable[..., Path]:
 
 
 @pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """No compliance or lab setting leaks in from the environment of the outer run."""
-    for key in list(os.environ):
-        if key.startswith(ENV_PREFIXES) or key == "NO_COLOR":
-            monkeypatch.delenv(key)
-    return monkeypatch
-
-
-@pytest.fixture
-def run_checks(
-    pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch
-) -> Callable[..., ChecksRun]:
+def run_checks(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> RunChecks:
     """`run_checks(lab, *args, config=path, subprocess=False, extra_env={})`: one compliance run.
 
     The lab's secrets are exported first (unless `env=False`), then `extra_env` on top.
     """
-    shutil.copytree(CHECKS_DIR, pytester.path / "checks", ignore=shutil.ignore_patterns("__py*"))
+    copy_checks(pytester.path)
     runs = 0
 
     def run(
@@ -66,8 +59,7 @@ def run_checks(
         nonlocal runs
         runs += 1
         if lab is not None and env:
-            for key, value in lab.env.items():
-                clean_env.setenv(key, value)
+            export_lab_env(clean_env, lab)
         for key, value in (extra_env or {}).items():
             clean_env.setenv(key, value)
         junit = pytester.path / f"junit-{runs}.xml"
@@ -92,3 +84,11 @@ def run_checks(
         return ChecksRun(result, junit, html, cases)
 
     return run
+
+
+@pytest.fixture
+def checkout(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch, shared_lab: Lab) -> None:
+    """pytester's directory as a checkout's root: the development settings (pyproject.toml,
+    filterwarnings = error) at the root, the suite in checks/, the shared lab's secrets exported."""
+    copy_checks(pytester.path, checkout=True)
+    export_lab_env(clean_env, shared_lab)

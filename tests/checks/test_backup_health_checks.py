@@ -10,18 +10,22 @@ no secret reaches any output.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from checks_harness import ChecksRun, html_report_text, lab_config, pve_client, storage
+from checks_harness import (
+    RunChecks,
+    WriteConfig,
+    html_report_text,
+    lab_config,
+    pve_client,
+    storage,
+)
+from lab_edits import token_without_audit
 
 from pbs_compliance.lab.fixtures import LabFactory
 from pbs_compliance.lab.runner import Lab, env_name
-from pbs_compliance.lab.scenario import builtin
 
-RunChecks = Callable[..., ChecksRun]
-WriteConfig = Callable[..., Path]
 HEALTH = ("datastore", "capacity", "backups", "verified")
 ONLY_HEALTH = ("-m", " or ".join(HEALTH))
 STORAGES = ("archive", "homelab-backup", "media", "offsite")
@@ -243,16 +247,7 @@ def test_skip_reasons_no_password_and_a_probe_fault_point_at_their_case(
 def test_a_pbs_token_that_may_not_see_the_backups_fails_naming_the_privilege(
     make_lab: LabFactory, run_checks: RunChecks
 ) -> None:
-    spec = builtin().model_dump()
-    pbs1 = spec["pbs_servers"][0]
-    pbs1["acl"] = {"backup@pbs!pve": ["archive:DatastoreBackup"], "backup@pbs": ["/:Admin"]}
-    # The archive's backups were written by the user, not by the token PVE and the config use.
-    spec["jobs"] = [j for j in spec["jobs"] if j["id"] != "backup-archive"]
-    spec["snapshots"] = [
-        {"server": "pbs1.lab.example", "datastore": "archive", "backup": "vm/100",
-         "ns": "prod/vms", "owner": "backup@pbs", "age": "2h"}
-    ]  # fmt: skip
-    lab = make_lab(spec)
+    lab = make_lab(token_without_audit())
 
     run = run_checks(lab, *ONLY_HEALTH)
 

@@ -4,44 +4,19 @@ to, and PVE's own job API), read back from JUnit, the HTML report and the termin
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import pytest
-import requests
-from checks_harness import ChecksRun, html_report_text, lab_config
+from checks_harness import ChecksRun, RunChecks, WriteConfig, html_report_text, lab_config
+from lab_edits import lab_admin, pve_put
 
-from pbs_compliance.lab import admin_client
 from pbs_compliance.lab.runner import Lab
 
-RunChecks = Callable[..., ChecksRun]
-WriteConfig = Callable[..., Path]
 JOBS = ("backup-homelab", "backup-archive", "backup-offsite", "backup-media")
 JOB_CASES = {f"jobs[job:{j}]" for j in JOBS}
 SELECT = ("-m", "coverage or jobs")
 UPID = r"UPID:pve[123]:[0-9A-F]{8}:[0-9A-F]{8}:[0-9A-F]{8}:vzdump:\d*:root@pam:"
 WHEN = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"
-
-
-def lab_admin(lab: Lab, route: str, body: dict[str, Any]) -> Any:
-    """What `pbs lab guest add` / `pbs lab job add|run` post: the lab's own admin client."""
-    return admin_client.post(lab.state_dir, route, body, refused="the change")
-
-
-def pve_put_job(lab: Lab, job_id: str, **params: str) -> None:
-    """`PUT /cluster/backup/{id}`, as another tool or a person in the GUI changes a job."""
-    pve = json.loads((lab.state_dir / "lab.json").read_text(encoding="utf-8"))["pve"]
-    answer = requests.put(
-        f"{pve['url']}/api2/json/cluster/backup/{job_id}",
-        data=params,
-        headers={"Authorization": f"PVEAPIToken={pve['token_id']}={pve['token_secret']}"},
-        verify=pve["ca_file"],
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
 
 
 def assert_no_secret(lab: Lab, run: ChecksRun) -> None:
@@ -90,7 +65,7 @@ def test_each_guest_without_a_job_that_counts_is_named_with_why(
     ]
     for guest in guests:
         lab_admin(lab, "guest/add", guest)
-    pve_put_job(lab, "backup-homelab", exclude="400,401,402,403,404,405,9001")
+    pve_put(lab, "cluster/backup/backup-homelab", exclude="400,401,402,403,404,405,9001")
     lab_admin(lab, "job/add", {"id": "old-nightly", "storage": "homelab-backup", "vmid": "401",
                                "disabled": True})  # fmt: skip
     lab_admin(lab, "job/add", {"id": "to-local", "storage": "local-images", "vmid": "402"})

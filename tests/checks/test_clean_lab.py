@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import xmlschema
-from checks_harness import BUILTIN_IDS, ChecksRun, html_report_text, pve_client
+from checks_harness import BUILTIN_IDS, RunChecks, html_report_text, pve_client
 
 from pbs_compliance.lab.runner import Lab
 
-RunChecks = Callable[..., ChecksRun]
 JUNIT_XSD = str(Path(__file__).resolve().parents[1] / "data" / "junit-10.xsd")
 
 

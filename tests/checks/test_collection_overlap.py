@@ -3,15 +3,12 @@ the probes: a PBS that hangs costs its timeout once, overlapped with collection,
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from checks_harness import BUILTIN_IDS, ChecksRun
+from checks_harness import BUILTIN_IDS, RunChecks
 
 from pbs_compliance.lab.runner import Lab
-
-RunChecks = Callable[..., ChecksRun]
 
 WATCHER = """
 from pathlib import Path

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-from checks_harness import ChecksRun, lab_config
+from checks_harness import ChecksRun, RunChecks, WriteConfig, lab_config
 from cryptography import x509
 
 from pbs_compliance.lab.runner import Lab
-
-RunChecks = Callable[..., ChecksRun]
-WriteConfig = Callable[..., Path]
 
 BROKEN = """\
 pbs_storages:

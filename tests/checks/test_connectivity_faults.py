@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from checks_harness import (
     BUILTIN_IDS,
-    ChecksRun,
+    RunChecks,
+    WriteConfig,
     lab_config,
     pve_client,
     storage,
@@ -26,8 +26,6 @@ from cryptography import x509
 from pbs_compliance.lab.fixtures import LabFactory
 from pbs_compliance.lab.runner import Lab
 
-RunChecks = Callable[..., ChecksRun]
-WriteConfig = Callable[..., Path]
 MEDIA = storage_ids("media")
 MEDIA_NODES = {MEDIA["node:pve1"], MEDIA["node:pve2"], MEDIA["node:pve3"]}
 # The backup health cases skip pointing at the connectivity case that names the fault.

@@ -5,19 +5,22 @@ the rest, and right after it `pytest checks/ -m drift` passes for every imported
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
-from checks_harness import ChecksRun, lab_config, pve_client
+from checks_harness import (
+    RunChecks,
+    WriteConfig,
+    export_lab_env,
+    lab_config,
+    pve_client,
+)
 from typer.testing import CliRunner, Result
 
 from pbs_compliance.cli import app
 from pbs_compliance.lab.runner import Lab, env_name
 
-RunChecks = Callable[..., ChecksRun]
-WriteConfig = Callable[..., Path]
 HEADER = "# Declared by hand; keep this comment.\n"
 
 
@@ -46,8 +49,7 @@ def test_import_all_then_drift_passes_for_every_imported_entry(
     client.update("offsite", {"disable": "1"})
     config = only_media(lab, write_config)
     before = config.read_text(encoding="utf-8")
-    for key, value in lab.env.items():  # the lab's PVE token and passwords, as `. lab.env`
-        clean_env.setenv(key, value)
+    export_lab_env(clean_env, lab)
     preview = pbs("import", "--config", config, "--all", "--dry-run")
     assert preview.exit_code == 0, preview.output
     assert config.read_text(encoding="utf-8") == before  # a dry run writes nothing

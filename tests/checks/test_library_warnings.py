@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import shutil
 import ssl
 import warnings
 from collections.abc import Callable, Iterator
@@ -18,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from checks_harness import BUILTIN_IDS, CHECKS_DIR, ChecksRun, html_report_text, lab_config
+from checks_harness import (
+    BUILTIN_IDS,
+    RunChecks,
+    WriteConfig,
+    html_report_text,
+    lab_config,
+)
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -27,10 +32,6 @@ from pbs_compliance.lab.certs import CertPair, self_signed
 from pbs_compliance.lab.pbs_server import PbsServer, PbsServerSpec
 from pbs_compliance.lab.runner import Lab
 from pbs_compliance.probes.tls import facts_from_der, handshake
-
-RunChecks = Callable[..., ChecksRun]
-WriteConfig = Callable[..., Path]
-REPO = CHECKS_DIR.parent
 
 
 def _tlv(data: bytes, at: int) -> tuple[int, int, int]:
@@ -158,21 +159,14 @@ def test_a_run_fails_the_tls_case_of_such_a_certificate_even_with_warnings_as_er
     assert "Warning" not in run.output
 
 
+@pytest.mark.usefixtures("checkout")  # where the development settings make warnings errors
 def test_an_unverified_pve_is_stated_once_and_never_ends_the_run(
-    shared_lab: Lab,
-    pytester: pytest.Pytester,
-    clean_env: pytest.MonkeyPatch,
-    write_config: WriteConfig,
+    shared_lab: Lab, pytester: pytest.Pytester, write_config: WriteConfig
 ) -> None:
-    # From a checkout's root, where the development settings turn warnings into errors.
-    shutil.copy(REPO / "pyproject.toml", pytester.path / "pyproject.toml")
-    shutil.copytree(CHECKS_DIR, pytester.path / "checks", ignore=shutil.ignore_patterns("__py*"))
     config = lab_config(shared_lab)
     del config["pve"]["ca_file"]
     config["pve"]["verify_ssl"] = False
     path = write_config(config)
-    for key, value in shared_lab.env.items():
-        clean_env.setenv(key, value)
 
     for attempt in range(3):  # the old failure came and went with thread timing
         html = pytester.path / f"report-{attempt}.html"

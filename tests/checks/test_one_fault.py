@@ -11,14 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from checks_harness import ChecksRun, lab_config, pve_client, storage
+from checks_harness import (
+    RunChecks,
+    WriteConfig,
+    create_stray_entry,
+    lab_config,
+    pve_client,
+    storage,
+)
 
 from pbs_compliance.lab.fixtures import LabFactory
 from pbs_compliance.lab.runner import Lab
 from pbs_compliance.lab.scenario import builtin
 
-RunChecks = Callable[..., ChecksRun]
-WriteConfig = Callable[..., Path]
 Plant = Callable[[Lab, WriteConfig], Path | None]  # returns a changed declaration, if any
 MEDIA_NODES = {"nodes[media:pve1]", "nodes[media:pve2]", "nodes[media:pve3]"}
 
@@ -85,19 +90,7 @@ def password_pve_stores_wrongly(lab: Lab, write_config: WriteConfig) -> Path | N
 
 
 def stray_entry(lab: Lab, write_config: WriteConfig) -> Path | None:
-    pbs2 = lab.pbs["pbs2.lab.example"]
-    pve_client(lab).create(
-        {
-            "storage": "stray-offsite",
-            "type": "pbs",
-            "server": "pbs2.lab.example",
-            "datastore": "offsite",
-            "port": str(pbs2.port),
-            "fingerprint": pbs2.fingerprint,
-            "content": "backup",
-        },
-        password=lab.pbs_password("pbs2.lab.example", "root@pam"),
-    )
+    create_stray_entry(lab)
     return None
 
 

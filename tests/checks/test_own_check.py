@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from checks_harness import BUILTIN_IDS, CHECKS_DIR, ChecksRun, html_report_text
+from checks_harness import BUILTIN_IDS, CHECKS_DIR, RunChecks, html_report_text
 
 from pbs_compliance.lab.runner import Lab
 
-RunChecks = Callable[..., ChecksRun]
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "checks" / "test_site_prefix.py"
 STORAGES = ("archive", "homelab-backup", "media", "offsite")

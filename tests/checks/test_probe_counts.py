@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from checks_harness import ChecksRun, lab_config
+from checks_harness import RunChecks, WriteConfig, lab_config
 
 from pbs_compliance.lab.pbs_server import PbsServer
 from pbs_compliance.lab.runner import Lab
 
-RunChecks = Callable[..., ChecksRun]
-WriteConfig = Callable[..., Path]
 SERVERS = {
     "pbs1.lab.example": "homelab",
     "pbs2.lab.example": "offsite",

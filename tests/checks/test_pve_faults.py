@@ -6,13 +6,12 @@ the full set of failed cases and the readable per-property diff.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import pytest
 from checks_harness import (
     BUILTIN_IDS,
-    ChecksRun,
+    RunChecks,
+    WriteConfig,
+    create_stray_entry,
     html_report_text,
     lab_config,
     pve_client,
@@ -22,8 +21,6 @@ from checks_harness import (
 
 from pbs_compliance.lab.runner import Lab, env_name
 
-RunChecks = Callable[..., ChecksRun]
-WriteConfig = Callable[..., Path]
 HOMELAB = storage_ids("homelab-backup")
 ARCHIVE = storage_ids("archive")
 MEDIA = storage_ids("media")
@@ -210,19 +207,7 @@ def test_a_password_pve_stores_wrongly_makes_the_nodes_report_the_storage_inacti
 def test_an_undeclared_pbs_entry_fails_the_unmanaged_case_and_no_other_type_is_listed(
     lab: Lab, run_checks: RunChecks
 ) -> None:
-    pbs2 = lab.pbs["pbs2.lab.example"]
-    pve_client(lab).create(
-        {
-            "storage": "stray-offsite",
-            "type": "pbs",
-            "server": "pbs2.lab.example",
-            "datastore": "offsite",
-            "port": str(pbs2.port),
-            "fingerprint": pbs2.fingerprint,
-            "content": "backup",
-        },
-        password=lab.pbs_password("pbs2.lab.example", "root@pam"),
-    )
+    create_stray_entry(lab)
 
     run = run_checks(lab)
 

@@ -20,14 +20,12 @@ from typing import Any
 import pytest
 import xmlschema
 import yaml
-from checks_harness import ChecksRun, lab_config, pve_client
+from checks_harness import ChecksRun, RunChecks, WriteConfig, lab_config, pve_client
 from prometheus_client.parser import text_string_to_metric_families
 
 from pbs_compliance.lab.runner import Lab
 from pbs_compliance.report.junit import read_junit
 
-RunChecks = Callable[..., ChecksRun]
-WriteConfig = Callable[..., Path]
 JUNIT_XSD = str(Path(__file__).resolve().parents[1] / "data" / "junit-10.xsd")
 # Set to a path (docs/report.png for the README) to keep the browser's screenshot there.
 SCREENSHOT_ENV = "PBS_COMPLIANCE_REPORT_SCREENSHOT"

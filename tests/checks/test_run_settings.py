@@ -10,17 +10,20 @@ from __future__ import annotations
 import configparser
 import shutil
 import tomllib
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-from checks_harness import BUILTIN_IDS, CHECKS_DIR, lab_config, parse_junit
+from checks_harness import (
+    BUILTIN_IDS,
+    CHECKS_DIR,
+    WriteConfig,
+    lab_config,
+    parse_junit,
+)
 
 from pbs_compliance import registry
 from pbs_compliance.lab.runner import Lab
 from pbs_compliance.plugin import OFF
 
-WriteConfig = Callable[..., Path]
 REPO = CHECKS_DIR.parent
 
 THIRD_PARTY_WARNING = """\
@@ -58,20 +61,14 @@ def test_an_unrelated_project_with_a_checks_folder_runs_untouched(
     assert "pbs-compliance:" not in result.stdout.str() + result.stderr.str()
 
 
+@pytest.mark.usefixtures("checkout")
 def test_the_readme_command_from_the_repository_root_uses_the_compliance_settings(
-    shared_lab: Lab,
-    pytester: pytest.Pytester,
-    clean_env: pytest.MonkeyPatch,
-    write_config: WriteConfig,
+    shared_lab: Lab, pytester: pytest.Pytester, write_config: WriteConfig
 ) -> None:
-    # A checkout: the development settings (filterwarnings = error) at the root, the suite in
-    # checks/ with one more module whose library warns, the declaration at its default path.
-    shutil.copy(REPO / "pyproject.toml", pytester.path / "pyproject.toml")
-    shutil.copytree(CHECKS_DIR, pytester.path / "checks", ignore=shutil.ignore_patterns("__py*"))
+    # In a checkout: one more module in checks/ whose library warns, the declaration at its
+    # default path.
     (pytester.path / "checks" / "test_library_warning.py").write_text(THIRD_PARTY_WARNING)
     write_config(lab_config(shared_lab), name="config/pbs-storage.yaml")
-    for key, value in shared_lab.env.items():
-        clean_env.setenv(key, value)
 
     result = pytester.runpytest_subprocess(
         "checks/", "--html=reports/report.html", "--junitxml=reports/junit.xml", timeout=120

@@ -11,18 +11,15 @@ so the injection cannot touch this process).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from checks_harness import ChecksRun
+from checks_harness import ChecksRun, RunChecks
 
 from pbs_compliance.lab.fixtures import LabFactory
 from pbs_compliance.lab.runner import TOKEN_ID, Lab, env_name
 from pbs_compliance.lab.scenario import builtin
-
-RunChecks = Callable[..., ChecksRun]
 
 CANARIES = {
     "pbs1_root": "CANARY-pbs1-root-Zq81xT",
@@ -177,21 +174,24 @@ _evidence.probe_server = _injected_probe
 """
 
 
-def _no_crash(run: ChecksRun) -> None:
+def run_injected(
+    run_checks: RunChecks, pytester: pytest.Pytester, lab: Lab, injected: str
+) -> ChecksRun:
+    """A debug run with `injected` appended to checks/conftest.py: it fails, it does not crash."""
+    conftest = pytester.path / "checks" / "conftest.py"
+    conftest.write_text(conftest.read_text(encoding="utf-8") + injected, encoding="utf-8")
+    run = run_checks(lab, *DEBUG, subprocess=True)
     assert run.result.ret == 1, run.output
     for word in ("Traceback", "INTERNALERROR", "pbs_compliance/evidence.py", "urllib3/"):
         assert word not in run.output, word
+    return run
 
 
 def test_unexpected_exceptions_in_gathering_fail_their_cases_and_show_no_secret(
     canary_lab: Lab, run_checks: RunChecks, pytester: pytest.Pytester
 ) -> None:
-    conftest = pytester.path / "checks" / "conftest.py"
-    conftest.write_text(conftest.read_text(encoding="utf-8") + INJECT_SOME, encoding="utf-8")
+    run = run_injected(run_checks, pytester, canary_lab, INJECT_SOME)
 
-    run = run_checks(canary_lab, *DEBUG, subprocess=True)
-
-    _no_crash(run)
     port = run.message("port[media]")
     assert "127.0.0.13:" in port
     assert "unexpected error: RuntimeError: injected: the TCP probe broke" in port
@@ -212,12 +212,8 @@ def test_unexpected_exceptions_in_gathering_fail_their_cases_and_show_no_secret(
 def test_a_gathering_that_breaks_everywhere_reports_per_storage_and_shows_no_secret(
     canary_lab: Lab, run_checks: RunChecks, pytester: pytest.Pytester
 ) -> None:
-    conftest = pytester.path / "checks" / "conftest.py"
-    conftest.write_text(conftest.read_text(encoding="utf-8") + INJECT_ALL, encoding="utf-8")
+    run = run_injected(run_checks, pytester, canary_lab, INJECT_ALL)
 
-    run = run_checks(canary_lab, *DEBUG, subprocess=True)
-
-    _no_crash(run)
     for name in ("archive", "homelab-backup", "media", "offsite"):
         assert "unexpected error: RuntimeError: injected: gathering broke" in run.message(
             f"dns[{name}]"

@@ -5,17 +5,21 @@ the case fails with a line naming it. "Today" is pinned with PBS_COMPLIANCE_TODA
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from checks_harness import ChecksRun, html_report_text, lab_config, pve_client
+from checks_harness import (
+    ChecksRun,
+    RunChecks,
+    WriteConfig,
+    html_report_text,
+    lab_config,
+    pve_client,
+)
 
 from pbs_compliance.lab.runner import Lab
 
-RunChecks = Callable[..., ChecksRun]
-WriteConfig = Callable[..., Path]
 TODAY = "2030-06-10"
 WAIVERS = [
     # port[media] fails (pbs3 down): waived, expires within 14 days.

@@ -5,7 +5,6 @@ The lab fixtures (`make_lab`, `lab`, `shared_lab`) come from `tests/conftest.py`
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,16 +17,11 @@ from typer.testing import CliRunner, Result
 from pbs_compliance.cli import app
 from pbs_compliance.lab.runner import Lab
 
-ENV_PREFIXES = ("PBS_COMPLIANCE_", "PBS_LAB_")
-
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """No compliance or lab setting, and no NO_COLOR, leaks in from the outer environment."""
-    for key in list(os.environ):
-        if key.startswith(ENV_PREFIXES) or key == "NO_COLOR":
-            monkeypatch.delenv(key)
-    return monkeypatch
+def clean_env(clean_env: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """tests/conftest.py's clean_env, for every `pbs` command test."""
+    return clean_env
 
 
 @pytest.fixture

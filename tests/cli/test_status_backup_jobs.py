@@ -5,30 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import requests
-from cli_helpers import Invoke, as_json
+from cli_helpers import Invoke, as_json, assert_shows
+from lab_edits import lab_admin, pve_put
 
-from pbs_compliance.lab import admin_client
 from pbs_compliance.lab.runner import Lab
-
-
-def lab_admin(lab: Lab, route: str, body: dict[str, Any]) -> Any:
-    """What `pbs lab guest add` / `pbs lab job add|run` post: the lab's own admin client."""
-    return admin_client.post(lab.state_dir, route, body, refused="the change")
-
-
-def pve_put(lab: Lab, path: str, **params: str) -> None:
-    pve = json.loads((lab.state_dir / "lab.json").read_text(encoding="utf-8"))["pve"]
-    answer = requests.put(
-        f"{pve['url']}/api2/json/{path}",
-        data=params,
-        headers={"Authorization": f"PVEAPIToken={pve['token_id']}={pve['token_secret']}"},
-        verify=pve["ca_file"],
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
 
 
 def test_status_says_every_guest_is_covered_and_every_job_ran(
@@ -57,10 +38,13 @@ def test_status_names_an_uncovered_guest_and_a_failed_job_without_changing_its_e
 
     assert text.exit_code == 0, text.output  # the storages are as declared
     lines = text.stdout.splitlines()
-    assert "backup coverage: 1 of 7 guest(s) not covered" in lines
-    assert "  vmid 400 'orphan' (qemu) on pve2: no backup job selects it" in lines
-    assert "backup jobs: 4 of 5 ran as scheduled" in lines
-    assert "  job backup-media (storage media, schedule 05:00): 2 of 2 node(s) failed:" in lines
+    assert_shows(
+        lines,
+        "backup coverage: 1 of 7 guest(s) not covered",
+        "  vmid 400 'orphan' (qemu) on pve2: no backup job selects it",
+        "backup jobs: 4 of 5 ran as scheduled",
+        "  job backup-media (storage media, schedule 05:00): 2 of 2 node(s) failed:",
+    )
     assert data["ok"] is True
     jobs = data["backup_jobs"]
     assert jobs["ok"] is False

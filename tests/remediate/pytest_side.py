@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from outer_env import clear_outer_env
 
 from pbs_compliance.config import load_config
 from pbs_compliance.drift import diff
@@ -27,7 +28,6 @@ from pbs_compliance.pve import PveClient
 from pbs_compliance.report.junit import read_junit
 
 CHECKS_DIR = Path(__file__).resolve().parents[2] / "checks"
-ENV_PREFIXES = ("PBS_COMPLIANCE_", "PBS_LAB_")
 PBS1 = "pbs1.lab.example"
 PBS2 = "pbs2.lab.example"
 
@@ -121,9 +121,7 @@ class ChecksRunner:
         self.lab = lab
         self.runs = 0
         self.config_path = pytester.path / "pbs-storage.yaml"
-        for key in list(os.environ):
-            if key.startswith(ENV_PREFIXES) or key == "NO_COLOR":
-                monkeypatch.delenv(key)
+        clear_outer_env(monkeypatch)
         for key, value in lab.env.items():
             monkeypatch.setenv(key, value)
         # The storage entries' checks only: remediation fixes entries, and this lab writes no
