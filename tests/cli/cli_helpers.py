@@ -51,3 +51,10 @@ def port_8007_taken() -> Iterator[None]:
         yield
     finally:
         sock.close()
+
+
+def assert_shows(text: str, *parts: str) -> None:
+    """`text` holds each of `parts`; a failure names every part it lacks."""
+    __tracebackhide__ = True
+    missing = [part for part in parts if part not in text]
+    assert not missing, f"missing {missing} in:\n{text}"

@@ -15,7 +15,7 @@ from subprocess import PIPE
 from typing import Any
 
 import pytest
-from cli_helpers import Invoke, as_json, storage, writes
+from cli_helpers import Invoke, as_json, assert_shows, storage, writes
 
 from pbs_compliance.config import load_config
 from pbs_compliance.evidence import client_for
@@ -57,12 +57,15 @@ def test_dry_run_prints_the_plan_and_sends_no_write(
     assert result.exit_code == 1, result.output  # changes are pending
     assert len(writes(lab)) == before
     out = result.stdout
-    assert "plan (live -> declared): 1 create, 1 update, 1 enable" in out
-    assert "+ archive-prod  create" in out
-    assert "~ homelab-backup  update  prune-backups: keep-daily=14 -> " in out
-    assert "~ archive  enable  disable: 1 -> (unset)" in out
-    assert "archive-prod: planned (create)" in out
-    assert "dry run, nothing written: 3 planned, 0 refused, 2 unchanged" in out
+    assert_shows(
+        out,
+        "plan (live -> declared): 1 create, 1 update, 1 enable",
+        "+ archive-prod  create",
+        "~ homelab-backup  update  prune-backups: keep-daily=14 -> ",
+        "~ archive  enable  disable: 1 -> (unset)",
+        "archive-prod: planned (create)",
+        "dry run, nothing written: 3 planned, 0 refused, 2 unchanged",
+    )
 
 
 def test_apply_fixes_the_drift_and_says_what_happened_per_storage(
@@ -71,11 +74,14 @@ def test_apply_fixes_the_drift_and_says_what_happened_per_storage(
     result = invoke("apply", "--config", drifted)
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "archive: enabled" in out
-    assert "archive-prod: created" in out
-    assert "homelab-backup: updated" in out
-    assert "PUT /storage/homelab-backup prune-backups=" in out
-    assert "1 created, 1 updated, 1 enabled, 0 disabled" in out
+    assert_shows(
+        out,
+        "archive: enabled",
+        "archive-prod: created",
+        "homelab-backup: updated",
+        "PUT /storage/homelab-backup prune-backups=",
+        "1 created, 1 updated, 1 enabled, 0 disabled",
+    )
     assert invoke("status", "--config", drifted).exit_code == 0
     again = invoke("apply", "--config", drifted, "--dry-run")
     assert again.exit_code == 0
@@ -127,9 +133,12 @@ def test_failed_validation_applies_nothing_unless_skipped(
 
     skipped = invoke("apply", "--config", drifted, "--skip-validation")
     assert skipped.exit_code == 1  # offsite is refused
-    assert "offsite: refused" in skipped.stdout
-    assert "pbs fingerprint --update offsite" in skipped.stdout
-    assert "homelab-backup: updated" in skipped.stdout
+    assert_shows(
+        skipped.stdout,
+        "offsite: refused",
+        "pbs fingerprint --update offsite",
+        "homelab-backup: updated",
+    )
     assert "connectivity from here" not in skipped.stdout
 
 
@@ -183,17 +192,6 @@ def test_apply_needs_pve_credentials(
     result = invoke("apply", "--config", config, "--dry-run")
     assert result.exit_code == 2
     assert "no PVE credentials" in result.stderr
-
-
-def test_apply_stops_when_pve_cannot_be_read(
-    invoke: Invoke, shared_lab: Lab, lab_config: Callable[..., Path]
-) -> None:
-    def nowhere(data: dict[str, Any]) -> None:
-        data["pve"]["url"] = "https://127.0.0.1:9"
-
-    result = invoke("apply", "--config", lab_config(shared_lab, nowhere))
-    assert result.exit_code == 1
-    assert "cannot read PVE" in result.stderr
 
 
 # -- disabled storages, a corrected password, two applies at once, Ctrl-C ----------------------
@@ -263,11 +261,10 @@ def posts(lab: Lab) -> list[dict[str, Any]]:
     return [r for r in writes(lab) if r["method"] == "POST"]
 
 
-def two_applies(
-    lab: Lab, config: Path, tmp_path: Path, hosts: int
-) -> tuple[list[int], list[tuple[str, str]]]:
-    """Two `pbs apply` at once; `hosts=2` gives each its own temporary directory, where the
-    per-cluster lock lives: as if they ran on two machines, so they do not take turns."""
+def two_applies(lab: Lab, config: Path, tmp_path: Path, hosts: int) -> str:
+    """Two `pbs apply` at once, both exiting 0; `hosts=2` gives each its own temporary directory,
+    where the per-cluster lock lives: as if they ran on two machines, so they do not take turns.
+    Returns the stdout of the one that did not create archive-prod."""
     assert lab.pve is not None
     lab.pve.faults.set(latency=0.5)  # both read PVE (entry missing) long before either creates
     command = [PBS, "apply", "--config", str(config)]
@@ -284,37 +281,36 @@ def two_applies(
             if run.poll() is None:
                 run.kill()
     lab.pve.faults.clear()
-    return [run.returncode for run in runs], outputs
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    stdout = [out for out, _ in outputs]
+    winner = next(out for out in stdout if "archive-prod: created" in out)
+    return next(out for out in stdout if out is not winner)
 
 
 def test_two_applies_at_once_on_two_machines_creating_the_same_entry_both_succeed(
     lab: Lab, lab_config: Callable[..., Path], tmp_path: Path
 ) -> None:
     config = lab_config(lab, add_missing)
-    codes, outputs = two_applies(lab, config, tmp_path, hosts=2)
-    assert codes == [0, 0], outputs
+    loser = two_applies(lab, config, tmp_path, hosts=2)
     statuses = sorted(r["status"] for r in posts(lab))
     assert statuses == [200, 500], "the two applies did not race"
-    stdout = [out for out, _ in outputs]
-    winner = next(out for out in stdout if "archive-prod: created" in out)
-    loser = next(out for out in stdout if out is not winner)
-    assert "storage ID 'archive-prod' already defined" in loser
-    assert "another writer created it at the same time" in loser
-    assert "0 failed" in loser
+    assert_shows(
+        loser,
+        "storage ID 'archive-prod' already defined",
+        "another writer created it at the same time",
+        "0 failed",
+    )
 
 
 def test_two_applies_at_once_on_one_machine_take_turns_under_the_cluster_lock(
     lab: Lab, lab_config: Callable[..., Path], tmp_path: Path
 ) -> None:
     config = lab_config(lab, add_missing)
-    codes, outputs = two_applies(lab, config, tmp_path, hosts=1)
-    assert codes == [0, 0], outputs
+    loser = two_applies(lab, config, tmp_path, hosts=1)
     assert [r["status"] for r in posts(lab)] == [200]  # one create; the other read it done
-    stdout = [out for out, _ in outputs]
-    winner = next(out for out in stdout if "archive-prod: created" in out)
-    loser = next(out for out in stdout if out is not winner)
-    assert "plan: no changes, every declared PBS storage matches" in loser
-    assert "archive-prod: unchanged" in loser
+    assert_shows(
+        loser, "plan: no changes, every declared PBS storage matches", "archive-prod: unchanged"
+    )
     assert "already defined" not in loser
 
 

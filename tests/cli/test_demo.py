@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from cli_helpers import Invoke, as_json, port_8007_taken
+from cli_helpers import Invoke, as_json, assert_shows, port_8007_taken
 from rich.console import Console
 
 from pbs_compliance import demo
@@ -127,15 +127,18 @@ def test_the_narration_shows_matrix_failures_changes_and_what_to_do_next() -> No
         narrator.run(suite_run, matrix=suite_run.name != "remediate")
     narrator.epilogue(SAMPLE)
     text = buffer.getvalue()
-    assert "[2/5] check" in text
-    assert "│ matrix │" in text
-    assert "check: 1 passed, 2 failed (2.5 s)" in text
-    assert "FAIL  fingerprint offsite          renewed?" in text
-    assert "FAIL  nodes       media:pve3       not active" in text
-    assert "REMEDIATED  drift       archive" in text
-    assert "/r/report.html, /r/junit.xml" in text
-    assert "still failing, on purpose" in text
-    assert "point config/pbs-storage.yaml at your cluster" in text
+    assert_shows(
+        text,
+        "[2/5] check",
+        "│ matrix │",
+        "check: 1 passed, 2 failed (2.5 s)",
+        "FAIL  fingerprint offsite          renewed?",
+        "FAIL  nodes       media:pve3       not active",
+        "REMEDIATED  drift       archive",
+        "/r/report.html, /r/junit.xml",
+        "still failing, on purpose",
+        "point config/pbs-storage.yaml at your cluster",
+    )
     assert SAMPLE.changes[1].line() == "archive: updated  disable: 1 -> (unset)"
 
 

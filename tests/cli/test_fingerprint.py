@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cli_helpers import Invoke, as_json
+from cli_helpers import Invoke, as_json, assert_shows
 
 from pbs_compliance.config import ConfigError
 from pbs_compliance.lab.runner import Lab
@@ -63,10 +63,13 @@ def test_fingerprint_shows_what_the_server_serves(invoke: Invoke, shared_lab: La
     pbs = shared_lab.pbs["pbs1.lab.example"]
     result = invoke("fingerprint", f"{pbs.address}:{pbs.port}")
     assert result.exit_code == 0, result.output
-    assert f"fingerprint  {pbs.fingerprint}" in result.stdout
-    assert "subject      CN=pbs1.lab.example" in result.stdout
-    assert "issuer       " in result.stdout
-    assert "days left" in result.stdout
+    assert_shows(
+        result.stdout,
+        f"fingerprint  {pbs.fingerprint}",
+        "subject      CN=pbs1.lab.example",
+        "issuer       ",
+        "days left",
+    )
     data = as_json(invoke("fingerprint", f"{pbs.address}:{pbs.port}", "--output", "json"))
     assert data["fingerprint"] == pbs.fingerprint
     assert data["expired"] is False
@@ -81,9 +84,12 @@ def test_with_a_config_names_resolve_through_its_dns_and_the_port_is_the_declare
     result = invoke("fingerprint", "pbs3.lab.example", "--config", use_lab(shared_lab))
     assert result.exit_code == 0, result.output
     pbs = shared_lab.pbs["pbs3.lab.example"]
-    assert f"pbs3.lab.example:{pbs.port}" in result.stdout
-    assert f"{pbs.address} from 127.0.0.1:" in result.stdout
-    assert pbs.fingerprint in result.stdout
+    assert_shows(
+        result.stdout,
+        f"pbs3.lab.example:{pbs.port}",
+        f"{pbs.address} from 127.0.0.1:",
+        pbs.fingerprint,
+    )
 
 
 def test_update_pins_a_renewed_certificate_and_keeps_comments_and_layout(
@@ -241,6 +247,9 @@ def test_a_name_this_machine_cannot_resolve_points_to_config_and_its_nameservers
 
 def test_help_says_names_resolve_through_the_configs_nameservers(invoke: Invoke) -> None:
     text = " ".join(invoke("fingerprint", "--help").stdout.split())
-    assert "with --config, through that config's dns.nameservers" in text
-    assert "pbs fingerprint pbs1.lab.example --config .lab/pbs-storage.yaml" in text
-    assert "HOST resolves through its dns.nameservers" in text
+    assert_shows(
+        text,
+        "with --config, through that config's dns.nameservers",
+        "pbs fingerprint pbs1.lab.example --config .lab/pbs-storage.yaml",
+        "HOST resolves through its dns.nameservers",
+    )

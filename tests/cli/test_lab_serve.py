@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_helpers import Invoke, as_json, port_8007_taken
+from cli_helpers import Invoke, as_json, assert_shows, port_8007_taken
 
 from pbs_compliance.cli import lab as cli_lab
 from pbs_compliance.lab.pve_faults import FAULT_HELP
@@ -30,6 +30,18 @@ PBS = shutil.which("pbs") or str(Path(sys.executable).with_name("pbs"))
 def ephemeral_spec(path: Path) -> Path:
     path.write_text(yaml.safe_dump(builtin().with_ephemeral_ports().model_dump()), "utf-8")
     return path
+
+
+def serve(tmp_path: Path, state: Path) -> subprocess.Popen[str]:
+    """`pbs lab serve` of the builtin lab on ephemeral ports, as a separate process."""
+    spec = ephemeral_spec(tmp_path / "spec.yaml")
+    return subprocess.Popen(
+        [PBS, "lab", "serve", "--spec", spec, "--state-dir", state],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
 
 
 def wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 20.0) -> None:
@@ -50,21 +62,7 @@ def refused(address: str, port: int) -> bool:
 
 def test_lab_serve_writes_its_files_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    process = subprocess.Popen(
-        [
-            PBS,
-            "lab",
-            "serve",
-            "--spec",
-            ephemeral_spec(tmp_path / "spec.yaml"),
-            "--state-dir",
-            state,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
+    process = serve(tmp_path, state)
     try:
         wait_for(state / "lab.json", process)
         lab = json.loads((state / "lab.json").read_text(encoding="utf-8"))
@@ -79,9 +77,12 @@ def test_lab_serve_writes_its_files_and_stops_cleanly_on_sigterm(tmp_path: Path)
             process.kill()
             process.communicate()
     assert process.returncode == 0, stderr
-    assert f"set -a; . {state / 'lab.env'}; set +a" in stdout
-    assert f"pytest checks/ --pbs-config {state / 'pbs-storage.yaml'}" in stdout
-    assert "SIGTERM: lab stopped" in stdout
+    assert_shows(
+        stdout,
+        f"set -a; . {state / 'lab.env'}; set +a",
+        f"pytest checks/ --pbs-config {state / 'pbs-storage.yaml'}",
+        "SIGTERM: lab stopped",
+    )
     assert all(refused(address, port) for address, port in ports)
     for secret in lab["pve"]["token_secret"], lab["pve"]["password"]:
         assert secret not in stdout + stderr
@@ -97,8 +98,11 @@ def test_the_builtin_lab_on_a_taken_port_8007_is_a_clear_error(tmp_path: Path) -
             check=False,
         )
     assert done.returncode == 1
-    assert "the lab cannot start: PBS server pbs1.lab.example cannot listen on" in done.stderr
-    assert "127.0.0.11:8007" in done.stderr
+    assert_shows(
+        done.stderr,
+        "the lab cannot start: PBS server pbs1.lab.example cannot listen on",
+        "127.0.0.11:8007",
+    )
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "lab.json").exists()
 
@@ -116,9 +120,12 @@ def test_lab_serve_in_process_announces_in_text_and_json(
     spec = ephemeral_spec(tmp_path / "spec.yaml")
     text = invoke("lab", "serve", "--spec", spec, "--state-dir", tmp_path / "s")
     assert text.exit_code == 0, text.output
-    assert "lab running: PVE https://127.0.0.1:" in text.stdout
-    assert "PBS          pbs2.lab.example on 127.0.0.12:" in text.stdout
-    assert "SIGINT: lab stopped" in text.stdout
+    assert_shows(
+        text.stdout,
+        "lab running: PVE https://127.0.0.1:",
+        "PBS          pbs2.lab.example on 127.0.0.12:",
+        "SIGINT: lab stopped",
+    )
     result = invoke("lab", "serve", "--spec", spec, "--state-dir", tmp_path / "s", "-o", "json")
     assert result.exit_code == 0
     ready, stopped = _documents(result.stdout)
@@ -256,21 +263,7 @@ def test_pve_fault_help_lists_every_key_with_its_meaning(invoke: Invoke) -> None
 def test_every_hint_lab_serve_prints_works_as_printed(tmp_path: Path) -> None:
     """The commands `pbs lab serve` tells a person to run, run verbatim from another shell."""
     state = tmp_path / "state"
-    process = subprocess.Popen(
-        [
-            PBS,
-            "lab",
-            "serve",
-            "--spec",
-            ephemeral_spec(tmp_path / "spec.yaml"),
-            "--state-dir",
-            state,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
+    process = serve(tmp_path, state)
     hints: list[str] = []
     try:
         assert process.stdout is not None

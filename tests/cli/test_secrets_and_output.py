@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import Invoke, storage
+from cli_helpers import Invoke, assert_shows, storage
 
 from pbs_compliance import cli
 from pbs_compliance.cli import Out, Output
@@ -131,9 +131,7 @@ def test_no_arguments_shows_the_commands(invoke: Invoke) -> None:
 def test_every_command_has_help_with_an_example(invoke: Invoke, command: tuple[str, ...]) -> None:
     result = invoke(*command, "--help")
     assert result.exit_code == 0
-    assert "Examples:" in result.stdout
-    assert f"pbs {' '.join(command)}" in result.stdout
-    assert "--output" in result.stdout
+    assert_shows(result.stdout, "Examples:", f"pbs {' '.join(command)}", "--output")
 
 
 def test_an_unknown_option_is_a_usage_error(invoke: Invoke) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import Invoke, as_json, storage
+from cli_helpers import Invoke, as_json, assert_shows, storage
 from prometheus_client.parser import text_string_to_metric_families
 
 from pbs_compliance.lab.runner import Lab
@@ -102,9 +102,12 @@ def test_status_prometheus_has_the_pytest_runs_series_for_the_checks_it_judges(
     pytests = {k: v for k, v in passed(theirs).items() if k[2] in STATUS_CHECKS}
     assert mine == pytests  # same labels, same results, for every drift/nodes/unmanaged case
     assert {k[2] for k in mine} == set(STATUS_CHECKS)
-    assert ("homelab", "(all)", "unmanaged", "") in mine
-    assert ("homelab", "offsite", "nodes", "pve2") in mine
-    assert ("homelab", "offsite", "drift", "") in mine
+    assert_shows(
+        mine,
+        ("homelab", "(all)", "unmanaged", ""),
+        ("homelab", "offsite", "nodes", "pve2"),
+        ("homelab", "offsite", "drift", ""),
+    )
     assert all(v == ("passed", 1.0) for v in mine.values())
     shared = {name for name, _ in ours} & {name for name, _ in theirs}
     assert shared >= {

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cli_helpers import Invoke, as_json, storage, writes
+import pytest
+from cli_helpers import Invoke, as_json, assert_shows, storage, writes
 
 from pbs_compliance.lab.runner import Lab
 from pbs_compliance.lab.scenario import builtin
@@ -48,10 +49,13 @@ def test_validate_verbose_adds_addresses_and_certificates(
     result = invoke("validate", "--config", use_lab(shared_lab), "--verbose")
     assert result.exit_code == 0
     pbs2 = shared_lab.pbs["pbs2.lab.example"]
-    assert f"resolved:    {pbs2.address}" in result.stdout
-    assert f"served:      {pbs2.fingerprint}" in result.stdout
-    assert "subject:     CN=pbs2.lab.example" in result.stdout
-    assert "valid:" in result.stdout
+    assert_shows(
+        result.stdout,
+        f"resolved:    {pbs2.address}",
+        f"served:      {pbs2.fingerprint}",
+        "subject:     CN=pbs2.lab.example",
+        "valid:",
+    )
 
 
 def test_validate_json_has_stable_keys_and_nothing_else_on_stdout(
@@ -131,9 +135,12 @@ def test_a_broken_config_lists_every_problem_and_exits_2(invoke: Invoke, tmp_pat
         result = invoke(command, "--config", config)
         assert result.exit_code == 2, result.output
         assert "Traceback" not in result.output
-        assert "invalid configuration (3 problems)" in result.stderr
-        assert "fingerprint" in result.stderr
-        assert "pbs_storages[0].name" in result.stderr
+        assert_shows(
+            result.stderr,
+            "invalid configuration (3 problems)",
+            "fingerprint",
+            "pbs_storages[0].name",
+        )
         assert result.stdout == ""
     data = as_json(invoke("validate", "--config", config, "--output", "json"))
     assert data["error"] == "config"
@@ -235,13 +242,14 @@ def test_status_needs_pve_credentials(
     assert data == {"ok": False, "error": "pve", "message": data["message"]}
 
 
-def test_status_says_why_pve_cannot_be_read_and_exits_1(
-    invoke: Invoke, shared_lab: Lab, lab_config: Callable[..., Path]
+@pytest.mark.parametrize("command", ["status", "apply"])  # apply stops before any plan
+def test_status_and_apply_say_why_pve_cannot_be_read_and_exit_1(
+    invoke: Invoke, shared_lab: Lab, lab_config: Callable[..., Path], command: str
 ) -> None:
     def nowhere(data: dict[str, Any]) -> None:
         data["pve"]["url"] = "https://127.0.0.1:9"
 
-    result = invoke("status", "--config", lab_config(shared_lab, nowhere))
+    result = invoke(command, "--config", lab_config(shared_lab, nowhere))
     assert result.exit_code == 1
     assert "cannot read PVE" in result.stderr
     assert "127.0.0.1:9" in result.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import Invoke, as_json, storage
+from cli_helpers import Invoke, as_json, assert_shows, storage
 
 from pbs_compliance.lab.runner import Lab
 from pbs_compliance.lab.scenario import builtin
@@ -83,9 +83,12 @@ def test_status_waives_drift_inactive_nodes_and_unmanaged_entries(
     config = lab_config(lab, undeclare)
     result = invoke("status", "--config", config)
     assert result.exit_code == 0, result.stdout + result.stderr
-    assert "waived: media: nodes (pve3) waived until 2030-07-01" in result.stdout
-    assert "waived: offsite: drift waived until 2030-07-01" in result.stdout
-    assert "waived: homelab-backup: unmanaged waived until 2030-07-01" in result.stdout
+    assert_shows(
+        result.stdout,
+        "waived: media: nodes (pve3) waived until 2030-07-01",
+        "waived: offsite: drift waived until 2030-07-01",
+        "waived: homelab-backup: unmanaged waived until 2030-07-01",
+    )
     data = as_json(invoke("status", "--config", config, "-o", "json"))
     by_name = {s["name"]: s for s in data["storages"]}
     assert data["ok"] is True
