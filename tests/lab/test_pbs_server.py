@@ -244,17 +244,17 @@ def test_datastore_status_is_stable_and_plausible(
     assert 0 < first["used"] < first["total"]
 
 
+def pbs_api(pbs: PbsServer, **credentials: str) -> ProxmoxAPI:
+    """proxmoxer's PBS backend for `pbs`, logged in with `credentials` (user and password or
+    token), not verifying the lab's certificate."""
+    return ProxmoxAPI(
+        pbs.address, port=pbs.port, service="PBS", verify_ssl=False, timeout=5, **credentials
+    )
+
+
 @insecure_ok
 def test_proxmoxer_pbs_backend_with_password(pbs: PbsServer) -> None:
-    api = ProxmoxAPI(
-        pbs.address,
-        port=pbs.port,
-        user="root@pam",
-        password=password(pbs),
-        service="PBS",
-        verify_ssl=False,
-        timeout=5,
-    )
+    api = pbs_api(pbs, user="root@pam", password=password(pbs))
     assert api.ping.get() == {"pong": True}
     assert api.version.get()["version"]
     assert [d["store"] for d in api.admin.datastore.get()] == ["homelab", "offsite"]
@@ -264,16 +264,7 @@ def test_proxmoxer_pbs_backend_with_password(pbs: PbsServer) -> None:
 
 @insecure_ok
 def test_proxmoxer_pbs_backend_with_token(pbs: PbsServer) -> None:
-    api = ProxmoxAPI(
-        pbs.address,
-        port=pbs.port,
-        user="sync@pbs",
-        token_name="ci",
-        token_value=token_secret(pbs),
-        service="PBS",
-        verify_ssl=False,
-        timeout=5,
-    )
+    api = pbs_api(pbs, user="sync@pbs", token_name="ci", token_value=token_secret(pbs))
     assert api.admin.datastore.get() == [{"store": "homelab"}]
 
 
@@ -282,15 +273,7 @@ def test_proxmoxer_login_failure_raises_authentication_error(pbs: PbsServer) -> 
     from proxmoxer import AuthenticationError
 
     with pytest.raises(AuthenticationError):
-        ProxmoxAPI(
-            pbs.address,
-            port=pbs.port,
-            user="root@pam",
-            password="wrong",
-            service="PBS",
-            verify_ssl=False,
-            timeout=5,
-        )
+        pbs_api(pbs, user="root@pam", password="wrong")
 
 
 def test_down_refuses_keeps_the_port_and_comes_back(

@@ -11,14 +11,9 @@ import pytest
 
 
 @pytest.fixture
-def pbs_defaults() -> dict[str, Any]:
-    """The probes' PBS: pbs1.lab.example on 127.0.0.4 with one datastore."""
-    return {
-        "name": "pbs1.lab.example",
-        "address": "127.0.0.4",
-        "datastores": {"homelab": []},
-        "users": {"root@pam": "probe-test-pw"},
-    }
+def pbs_defaults(pbs_defaults: dict[str, Any]) -> dict[str, Any]:
+    """The probes' PBS: the lab's pbs1.lab.example (one datastore), on 127.0.0.4."""
+    return pbs_defaults | {"address": "127.0.0.4", "users": {"root@pam": "probe-test-pw"}}
 
 
 @pytest.fixture

@@ -24,7 +24,17 @@ from pbs_compliance.lab.storage import (
     update_storage,
 )
 from pbs_compliance.pve import PveClient
-from remediate import Interrupted, Kind, PlanOptions, Reachability, Results, Status, apply, plan
+from remediate import (
+    Interrupted,
+    Kind,
+    PlanOptions,
+    Reachability,
+    Results,
+    Status,
+    StorageResult,
+    apply,
+    plan,
+)
 
 FP = (
     "54:52:3A:D2:43:F0:80:66:E3:D0:BB:D6:0B:28:50:9F:"
@@ -91,6 +101,14 @@ def assert_compliant(lab: Lab, *desired: StorageSpec) -> None:
 
 
 # ---- every action kind -----------------------------------------------------------------
+
+
+def failed_result(results: Results, name: str) -> StorageResult:
+    """The result of storage `name`, which must have failed."""
+    result = results.for_storage(name)
+    assert result is not None, results.describe()
+    assert result.status == Status.FAILED, results.describe()
+    return result
 
 
 def test_every_action_kind_ends_without_drift_and_a_second_run_writes_nothing(
@@ -204,9 +222,7 @@ def test_an_http_500_on_one_update_leaves_the_others_remediated(start_lab: Start
         fail_message="update storage failed: unable to open file - No space left on device",
     )
     results = reconcile(lab, desired)
-    failed = results.for_storage("b-two")
-    assert failed is not None
-    assert failed.status == Status.FAILED
+    failed = failed_result(results, "b-two")
     assert failed.reason == (
         "HTTP 500: update storage failed: unable to open file - No space left on device"
     )
@@ -222,9 +238,7 @@ def test_a_dropped_connection_fails_that_storage_only(start_lab: StartLab) -> No
     lab, desired = three_drifted(start_lab)
     lab.server.faults.set(drop_path="*/storage/a-one", drop_method="PUT")
     results = reconcile(lab, desired)
-    failed = results.for_storage("a-one")
-    assert failed is not None
-    assert failed.status == Status.FAILED
+    failed = failed_result(results, "a-one")
     assert "cannot reach PVE" in failed.reason
     assert "may or may not have been applied" in failed.reason
     assert_compliant(lab, desired[1], desired[2])
@@ -283,9 +297,7 @@ def test_retries_are_bounded_with_exponential_backoff(start_lab: StartLab) -> No
 
     lab.server.faults.set(concurrent_writer=True)
     results = reconcile(lab, desired, max_retries=3, backoff=0.01, sleep=sleep_and_rearm)
-    failed = results.for_storage("a-one")
-    assert failed is not None
-    assert failed.status == Status.FAILED
+    failed = failed_result(results, "a-one")
     assert failed.retries == 3
     assert "gave up after 3 retries" in failed.reason
     assert "detected modified configuration" in failed.reason
@@ -338,9 +350,7 @@ def test_an_unreachable_pbs_on_create_leaves_the_entry_disabled_and_failed(
     lab = start_lab(cfg(), reach=reach)
     desired = [spec("fresh")]
     results = reconcile(lab, desired)
-    failed = results.for_storage("fresh")
-    assert failed is not None
-    assert failed.status == Status.FAILED
+    failed = failed_result(results, "fresh")
     assert failed.unreachable_nodes == ("pve3",)
     assert failed.writes == 1
     assert "left disabled" in failed.reason
@@ -369,9 +379,7 @@ def test_an_entry_no_node_sees_active_is_disabled_again(start_lab: StartLab) -> 
     lab.nodes["pve2"].broken_activation = True
     desired = [spec("fresh")]
     results = reconcile(lab, desired)
-    failed = results.for_storage("fresh")
-    assert failed is not None
-    assert failed.status == Status.FAILED
+    failed = failed_result(results, "fresh")
     assert failed.unreachable_nodes == ("pve2",)
     assert "disabled again" in failed.reason
     assert [(r["method"], r["params"].get("disable")) for r in lab.writes()] == [
@@ -390,9 +398,7 @@ def test_enabling_an_existing_entry_is_verified_and_undone_on_failure(start_lab:
     )
     desired = [spec("sleeping", password=None)]  # no password: nothing to check nodes with first
     results = reconcile(lab, desired)
-    failed = results.for_storage("sleeping")
-    assert failed is not None
-    assert failed.status == Status.FAILED
+    failed = failed_result(results, "sleeping")
     assert failed.unreachable_nodes == ("pve2", "pve3")
     assert "nodes pve2 (not active), pve3 (not active)" in failed.reason
     assert "if PVE's stored password is wrong: declare `password`" in failed.reason
