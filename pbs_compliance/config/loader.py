@@ -338,7 +338,7 @@ class _Loader:
         for key in mapping:
             if key in allowed:
                 continue
-            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            close = difflib.get_close_matches(key, allowed)  # best first, cutoff 0.6
             fix = f"did you mean `{close[0]}`?" if close else f"known keys: {', '.join(allowed)}"
             self.key_issue((*path, key), f"unknown key `{key}`", fix)
 

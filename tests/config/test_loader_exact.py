@@ -468,3 +468,11 @@ def test_a_pve_password_given_twice_is_one_error_not_also_half_a_login() -> None
             "keep one of them",
         )
     ]
+
+
+def test_an_unknown_key_suggests_the_closest_of_several_near_ones() -> None:
+    text = STORAGE + "    prune_backups: {keep_dayly: 7, keep_weakly: 4}\n"
+    assert [fix for *_where, fix in rows(text)] == [
+        "did you mean `keep_daily`?",
+        "did you mean `keep_weekly`?",
+    ]
