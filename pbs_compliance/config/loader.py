@@ -104,8 +104,9 @@ def parse_config(raw: bytes, file: Path, environ: Mapping[str, str]) -> Complian
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        before = raw[: exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - before.rfind(b"\n")  # 1-based; rfind is -1 on line 1
         raise ConfigError(
             [
                 ConfigIssue(
@@ -118,7 +119,7 @@ def parse_config(raw: bytes, file: Path, environ: Mapping[str, str]) -> Complian
                 )
             ]
         ) from None
-    located = load_yaml(text.removeprefix("\ufeff"), file)
+    located = load_yaml(text, file)  # YAML skips a byte order mark itself
     loader = _Loader(file, located, environ)
     config = loader.run()
     if loader.issues or config is None:

@@ -17,6 +17,7 @@ from typing import Annotated
 import pytest
 
 from pbs_compliance.config import ComplianceConfig, ConfigError
+from pbs_compliance.config.files import MAX_CONFIG_BYTES
 from pbs_compliance.config.loader import _scalar_type, parse_config
 
 FP = ":".join(["AB"] * 32)
@@ -476,3 +477,46 @@ def test_an_unknown_key_suggests_the_closest_of_several_near_ones() -> None:
         "did you mean `keep_daily`?",
         "did you mean `keep_weekly`?",
     ]
+
+
+# ---- the bytes of the file ----------------------------------------------------------------------
+
+
+def test_a_config_of_exactly_the_limit_is_read_one_byte_more_is_not() -> None:
+    padding = MAX_CONFIG_BYTES - len(STORAGE.encode()) - 2
+    text = STORAGE + "#" + "x" * padding + "\n"
+    assert len(text.encode()) == MAX_CONFIG_BYTES
+    assert [s.name for s in load(text).storages] == ["pbs1"]
+    ((line, column, field, message, _fix),) = rows(text + "\n")
+    assert (line, column, field) == (None, None, "")
+    assert message.startswith("the file is 2.0 MiB; a config file may be at most 2.0 MiB")
+
+
+@pytest.mark.parametrize(
+    ("raw", "line", "column"),
+    [
+        (b"\xff", 1, 1),
+        (b"\n\xff", 2, 1),  # the line break at offset 0 counts
+        (b"a: 1\nb: 2\ncc: \xff", 3, 5),  # the column after the last line break, not the first
+    ],
+)
+def test_a_byte_that_is_not_utf8_is_located_after_the_last_line_break(
+    raw: bytes, line: int, column: int
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, Path("/etc/pbs/pbs.yaml"), {})
+    ((issue),) = caught.value.issues
+    assert (issue.line, issue.column) == (line, column)
+    assert issue.message == f"not UTF-8 text (byte 0xff at offset {len(raw) - 1})"
+
+
+@pytest.mark.parametrize("bom", ["\ufeff", ""])
+def test_a_byte_order_mark_is_no_part_of_the_first_key(bom: str) -> None:
+    assert [s.name for s in load(bom + STORAGE).storages] == ["pbs1"]
+    assert rows(bom + "zzz: 1\n" + STORAGE)[0][:3] == (1, 1, "zzz")
+
+
+def test_a_yaml_syntax_error_names_this_file() -> None:
+    ((line, _column, field, message, _fix),) = rows("pbs_storages: [\n", file=Path("/x/a.yaml"))
+    assert (line, field) == (2, "")
+    assert message.startswith("YAML syntax error: ")
