@@ -29,7 +29,7 @@ from pbs_compliance.cli.output import (
 from pbs_compliance.lab import admin_client
 from pbs_compliance.lab.runner import Lab, LabError
 from pbs_compliance.lab.scenario import Scenario, builtin
-from pbs_compliance.lab.signals import wait_for_signal
+from pbs_compliance.lab.signals import catching_signals
 
 __all__ = [
     "DEFAULT_LAB_DIR",
@@ -87,15 +87,16 @@ def lab_serve(
     out = Out.create(output)
     scenario = _scenario(out, spec)
     lab = Lab(scenario, state_dir.resolve())
-    try:
-        lab.start()
-    except LabError as exc:
-        out.fail(1, f"the lab cannot start: {exc}", "lab")
-    try:
-        _announce(out, lab)
-        received = wait_for_signal()
-    finally:
-        lab.stop()
+    with catching_signals() as wait_for_signal:  # a signal while starting stops it once up
+        try:
+            lab.start()
+        except LabError as exc:
+            out.fail(1, f"the lab cannot start: {exc}", "lab")
+        try:
+            _announce(out, lab)
+            received = wait_for_signal()
+        finally:
+            lab.stop()
     if out.json:
         out.data({"event": "stopped", "signal": received})
     else:

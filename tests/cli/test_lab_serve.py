@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -22,7 +23,7 @@ from pbs_compliance.cli import lab as cli_lab
 from pbs_compliance.lab.pve_faults import FAULT_HELP
 from pbs_compliance.lab.runner import Lab
 from pbs_compliance.lab.scenario import builtin
-from pbs_compliance.lab.signals import wait_for_signal
+from pbs_compliance.lab.signals import catching_signals, wait_for_signal
 
 PBS = shutil.which("pbs") or str(Path(sys.executable).with_name("pbs"))
 
@@ -116,7 +117,7 @@ def test_lab_serve_in_process_announces_in_text_and_json(
         seen.append((tmp_path / "s" / "pbs-storage.yaml").is_file())
         return "SIGINT"
 
-    monkeypatch.setattr(cli_lab, "wait_for_signal", signal_arrives)
+    monkeypatch.setattr(cli_lab, "catching_signals", lambda: contextlib.nullcontext(signal_arrives))
     spec = ephemeral_spec(tmp_path / "spec.yaml")
     text = invoke("lab", "serve", "--spec", spec, "--state-dir", tmp_path / "s")
     assert text.exit_code == 0, text.output
@@ -144,6 +145,14 @@ def _documents(text: str) -> list[dict[str, object]]:
         while index < len(text) and text[index].isspace():
             index += 1
     return documents
+
+
+def test_a_signal_before_the_wait_is_kept_and_ends_the_wait_at_once() -> None:
+    previous = signal.getsignal(signal.SIGTERM)
+    with catching_signals() as wait:
+        os.kill(os.getpid(), signal.SIGTERM)  # while the lab would still be starting
+        assert wait() == "SIGTERM"  # alive, and told which signal came
+    assert signal.getsignal(signal.SIGTERM) is previous
 
 
 def test_the_signal_wait_returns_the_signal_that_arrived() -> None:
@@ -320,7 +329,9 @@ def test_no_expired_serves_the_original_certificate_again(invoke: Invoke, lab: L
 def test_a_restart_on_taken_ports_says_so_when_it_announces_itself(
     invoke: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli_lab, "wait_for_signal", lambda: "SIGINT")
+    monkeypatch.setattr(
+        cli_lab, "catching_signals", lambda: contextlib.nullcontext(lambda: "SIGINT")
+    )
     spec = ephemeral_spec(tmp_path / "spec.yaml")
     state = tmp_path / "s"
     first = invoke("lab", "serve", "--spec", spec, "--state-dir", state, "-o", "json")
