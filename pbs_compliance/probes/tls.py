@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import select
 import socket
@@ -45,8 +46,11 @@ __all__ = [
 ]
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_fingerprint(text: str) -> str:
-    """Upper-case colon hex, whatever case or separators were used ('ab:cd', 'abcd', 'AB CD')."""
+    """Upper-case colon hex, whatever case or separators were used ('ab:cd', 'abcd', 'AB CD').
+
+    Cached: every case of a storage compares the same few fingerprints again."""
     digits = "".join(ch for ch in text if ch not in ": \t\n-").upper()
     return ":".join(digits[i : i + 2] for i in range(0, len(digits), 2))
 

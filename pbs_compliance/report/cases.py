@@ -109,10 +109,10 @@ def from_report(report: Any) -> Case | None:
 
     pytest-html hands collection reports (a module that failed to import) to the same hooks;
     they have no `user_properties` and are no case."""
+    if report.when != "call" and not (report.when == "setup" and not report.passed):
+        return None  # first: most reports are passed setups and teardowns
     props = {str(k): str(v) for k, v in getattr(report, "user_properties", ())}
     if "check" not in props or "storage" not in props:
-        return None
-    if report.when != "call" and not (report.when == "setup" and not report.passed):
         return None
     outcome = outcomes.of_report(report)
     facts = getattr(report, FACTS, None) or ()
