@@ -11,6 +11,7 @@ known)`` or ``error fetching datastores - fingerprint '<FP>' not verified, abort
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import ipaddress
 import json
@@ -384,8 +385,10 @@ class _Session:
         return response.status, response.reason, data, response.getheader("Content-Type", "")
 
 
+@functools.cache
 def _pinning_context() -> ssl.SSLContext:
-    """No chain or hostname checks: the pinned fingerprint is the whole trust decision."""
+    """No chain or hostname checks: the pinned fingerprint is the whole trust decision. One for
+    every connection (it holds no per-connection state; sessions are never resumed with it)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
