@@ -353,7 +353,7 @@ class _Loader:
         except RuntimeError:  # `~user/...` for an unknown user, or no home directory
             self.issue(where, f"cannot expand `~` in {value}", "write the full path")
             return None
-        return candidate if candidate.is_absolute() else self.file.parent / candidate
+        return self.file.parent / candidate  # an absolute candidate replaces the parent
 
     def _secret(
         self,
