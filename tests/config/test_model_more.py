@@ -191,3 +191,35 @@ def test_a_declared_storage_is_found_by_name_and_only_that() -> None:
     assert config.storage("pbs1") is spec
     with pytest.raises(KeyError):
         config.storage("pbs2")
+
+
+# ---- where a line break is, and bracketed IPv6 hosts ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "where"),
+    [
+        ("X\n", "ends in"),
+        (" \n", "ends in"),  # a space before the break is still the value's own
+        ("pb\n \n", "contains"),  # a break, a space, a break: not only at the end
+        ("pb\rs1\n", "contains"),
+    ],
+)
+def test_a_line_break_only_at_the_end_ends_the_value_any_other_is_contained(
+    name: str, where: str
+) -> None:
+    loc, message = storage_error(name=name)
+    assert loc == ("name",)
+    assert message.startswith(f"storage ID {name!a} {where} a line break; ")
+
+
+def test_a_bracketed_ipv6_pve_host_is_read_whole() -> None:
+    url = "https://[::ffff:192.0.2.1]:8006"
+    assert PveSettings(url=url).url == url
+
+
+def test_a_nameserver_with_text_after_its_bracket_is_no_address_and_port() -> None:
+    assert error(DnsSettings, nameservers=("[2001:db8::53]]:53",)) == (
+        ("nameservers", 0),
+        "'[2001:db8::53]]:53' is not `[address]:port`",
+    )
