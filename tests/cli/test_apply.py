@@ -261,12 +261,26 @@ def posts(lab: Lab) -> list[dict[str, Any]]:
     return [r for r in writes(lab) if r["method"] == "POST"]
 
 
+def entry_reads(lab: Lab, name: str) -> list[dict[str, Any]]:
+    """The `GET /storage/{name}` reads the lab has answered so far (the re-read before a write)."""
+    return [
+        r
+        for r in lab.requests()
+        if r.get("method") == "GET" and str(r.get("path", "")).endswith(f"/storage/{name}")
+    ]
+
+
 def two_applies(lab: Lab, config: Path, tmp_path: Path, hosts: int) -> str:
     """Two `pbs apply` at once, both exiting 0; `hosts=2` gives each its own temporary directory,
     where the per-cluster lock lives: as if they ran on two machines, so they do not take turns.
     Returns the stdout of the one that did not create archive-prod."""
     assert lab.pve is not None
-    lab.pve.faults.set(latency=0.5)  # both read PVE (entry missing) long before either creates
+    # Every answer held back 3 s until both have re-read the entry (missing) just before their
+    # create: on a loaded machine the second process can start seconds after the first, and at
+    # a short hold the first had created it before the second looked. Then 0.5 s.
+    # (On one machine the second waits for the lock instead: no barrier, it would never pass.)
+    lab.pve.faults.set(latency=3.0 if hosts > 1 else 0.5)
+    asked = len(entry_reads(lab, "archive-prod"))
     command = [PBS, "apply", "--config", str(config)]
     runs = []
     for run in range(2):
@@ -275,6 +289,12 @@ def two_applies(lab: Lab, config: Path, tmp_path: Path, hosts: int) -> str:
         env = {**os.environ, "TMPDIR": str(tmp)}
         runs.append(subprocess.Popen(command, stdout=PIPE, stderr=PIPE, text=True, env=env))
     try:
+        deadline = time.monotonic() + 60
+        while hosts > 1 and len(entry_reads(lab, "archive-prod")) < asked + 2:
+            assert time.monotonic() < deadline, "the two applies never both read the entry"
+            assert all(run.poll() is None for run in runs), [r.communicate() for r in runs]
+            time.sleep(0.05)
+        lab.pve.faults.set(latency=0.5)
         outputs = [run.communicate(timeout=120) for run in runs]
     finally:
         for run in runs:
