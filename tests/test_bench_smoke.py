@@ -142,3 +142,13 @@ def test_the_backup_reads_are_told_apart_in_pves_request_log() -> None:
         "other_reads": 1,
         "total": 9,
     }
+
+
+def test_only_the_planted_faults_fail(report: dict[str, Any]) -> None:
+    """The fleet is a working cluster (guests, a job that ran, fresh verified backups), so the
+    floor is compared with a compliance run, not with pytest summarising failures: one failing
+    case per storage on a dead server (its port or tls case) and one per missing entry (drift),
+    nothing else - no backup, node or job case."""
+    result = report["results"][0]
+    size = fleet(10, 1.0)
+    assert result["outcomes"]["failed"] == size.storages_on_dead() + len(size.missing) == 7
