@@ -159,8 +159,11 @@ class PveClient:
                 )
             )
             # proxmoxer keeps its requests session in `_store` (no public handle); the settings
-            # the environment gave were read above and passed in.
-            api._store["session"].trust_env = False
+            # the environment gave were read above and passed in. Should a later proxmoxer keep
+            # it elsewhere, requests just goes on reading them per call: slower, same answers.
+            session = getattr(api, "_store", {}).get("session")
+            if isinstance(session, requests.Session):
+                session.trust_env = False
             self._api = api
         return self._api
 
