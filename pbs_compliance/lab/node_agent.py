@@ -74,6 +74,8 @@ class NodeAgent(Protocol):
         self, storage: Mapping[str, object], password: str | None, vmid: int | None
     ) -> list[dict[str, object]]: ...
 
+    def pooled(self) -> contextlib.AbstractContextManager[None]: ...
+
 
 def is_api_token(auth_id: str) -> bool:
     """``user@realm!name`` authenticates with a token header instead of a ticket."""
@@ -145,6 +147,7 @@ class LabNodeAgent:
         self._cache: dict[str, tuple[int, float, str | None]] = {}  # host: version, until, address
         self._cache_lock = threading.Lock()
         self._host_locks: dict[str, threading.Lock] = {}
+        self._local = threading.local()  # `pooled`: this thread's open sessions, by login
 
     def __repr__(self) -> str:
         host, port = self.nameserver
@@ -219,17 +222,67 @@ class LabNodeAgent:
         return [dict(item) for item in data if isinstance(item, dict)]
 
     @contextlib.contextmanager
+    def pooled(self) -> Iterator[None]:
+        """The calls of this thread inside the block share one logged-in connection per login
+        (server, port, user, secret, pin), and a login that failed fails the same way for the
+        rest of the block without being tried again.
+
+        Why: one node view activates and measures every store; one connection and login per
+        call made a 1,000-storage view hundreds of TLS handshakes and logins, all in the lab's
+        one Python process beside the PBS servers answering them. Within one request the answers
+        are the ones separate connections would get: the same server, credentials and pin."""
+        if getattr(self._local, "pool", None) is not None:
+            yield  # nested: the outer block's pool
+            return
+        pool: dict[_Target, _Session | NodeAgentError] = {}
+        self._local.pool = pool
+        try:
+            yield
+        finally:
+            self._local.pool = None
+            for session in pool.values():
+                if isinstance(session, _Session):
+                    session.close()
+
+    @contextlib.contextmanager
     def _session(self, target: _Target) -> Iterator[_Session]:
+        pool: dict[_Target, _Session | NodeAgentError] | None = getattr(self._local, "pool", None)
+        if pool is None:
+            session = self._open(target)
+            try:
+                yield session
+            finally:
+                session.close()
+            return
+        found = pool.get(target)
+        if found is None:
+            try:
+                found = pool[target] = self._open(target)
+            except NodeAgentError as exc:
+                pool[target] = exc
+                raise
+        if isinstance(found, NodeAgentError):
+            raise NodeAgentError(found.message)
+        try:
+            yield found
+        except NodeAgentError:
+            del pool[target]  # the next call opens a fresh connection
+            found.close()
+            raise
+
+    def _open(self, target: _Target) -> _Session:
+        """A verified TLS connection to the target, logged in (or carrying its token)."""
         address = self._resolve(target)
         tls = self._connect_tls(target, address)
         conn = http.client.HTTPConnection(target.server, target.port, timeout=self.timeout)
         conn.sock = tls  # already connected and verified; http.client only speaks HTTP on it
+        session = _Session(conn, target)
         try:
-            session = _Session(conn, target)
             session.authenticate()
-            yield session
-        finally:
-            conn.close()
+        except BaseException:
+            session.close()
+            raise
+        return session
 
     def _resolve(self, target: _Target) -> str:
         host = target.server.strip("[]")
@@ -336,6 +389,9 @@ class _Session:
         self._conn = conn
         self._target = target
         self._headers: dict[str, str] = {}
+
+    def close(self) -> None:
+        self._conn.close()
 
     def authenticate(self) -> None:
         target = self._target

@@ -2,8 +2,9 @@
 
 PVE's `storage_info` activates every enabled store one after the other; a dead PBS then
 costs one connect timeout per entry. The lab computes each distinct activation (same server,
-port, fingerprint, user, secret, datastore) once per request and runs the distinct ones in a
-thread pool, so a dead PBS costs one timeout per request. Results are the same.
+port, fingerprint, user, secret, datastore) once per request, the activations of one login on
+one connection (`NodeAgent.pooled`), and runs the logins in a thread pool, so a dead PBS costs
+one timeout per request. Results are the same.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -90,6 +92,10 @@ class NodeAgent(Protocol):
         `list_volumes`); raise with the client error on failure."""
         ...
 
+    def pooled(self) -> AbstractContextManager[None]:
+        """A block whose calls of one login share a connection (see `LabNodeAgent.pooled`)."""
+        ...
+
 
 @dataclass(frozen=True)
 class _Probe:
@@ -152,17 +158,30 @@ def _probe_all(
             # A dir store is active when its path exists; the lab reports its own disk.
             usage = shutil.disk_usage(disk)
             info.update(active=1, total=usage.total, used=usage.used, avail=usage.free)
+    # One task per login (the stores of one server, user and pin), each on one connection.
+    logins: dict[_Probe, list[tuple[_Probe, Mapping[str, object], str | None]]] = {}
+    for key, (entry, password) in pbs.items():
+        logins.setdefault(replace(key, datastore=""), []).append((key, entry, password))
     results: dict[_Probe, tuple[int, int, int] | None] = {}
-    if pbs:
-        with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, len(pbs))) as pool:
-            futures = {k: pool.submit(_activate_and_measure, agent, *v) for k, v in pbs.items()}
-            results = {k: f.result() for k, f in futures.items()}
+    if logins:
+        with ThreadPoolExecutor(max_workers=min(_MAX_WORKERS, len(logins))) as pool:
+            futures = [pool.submit(_measure_login, agent, stores) for stores in logins.values()]
+            for future in futures:
+                results.update(future.result())
     for info, key in wanted:
         sizes = results.get(key)
         if sizes is not None:
             total, used, avail = sizes
             info.update(active=1, total=int(total), used=int(used), avail=int(avail))
     return infos
+
+
+def _measure_login(
+    agent: NodeAgent, stores: Sequence[tuple[_Probe, Mapping[str, object], str | None]]
+) -> dict[_Probe, tuple[int, int, int] | None]:
+    """Activate and measure the stores of one login, one after the other on one connection."""
+    with agent.pooled():
+        return {key: _activate_and_measure(agent, view, password) for key, view, password in stores}
 
 
 def _activate_and_measure(
@@ -318,14 +337,15 @@ def node_storage_content(
     if wanted is not None and wanted != "backup":
         return []
     password = state.password(storage_id)
-    problem = agent.activate(view, password)
-    if problem is not None:
-        raise PveError(500, f"{storage_id}: {problem}")
     vmid = checked.get("vmid")
-    try:
-        items = agent.snapshots(view, password, int(str(vmid)) if vmid is not None else None)
-    except Exception as exc:  # PBSPlugin.pm: die "error listing snapshots - $@"
-        raise PveError(500, f"error listing snapshots - {exc}") from exc
+    with agent.pooled():  # activation and listing on one connection
+        problem = agent.activate(view, password)
+        if problem is not None:
+            raise PveError(500, f"{storage_id}: {problem}")
+        try:
+            items = agent.snapshots(view, password, int(str(vmid)) if vmid is not None else None)
+        except Exception as exc:  # PBSPlugin.pm: die "error listing snapshots - $@"
+            raise PveError(500, f"error listing snapshots - {exc}") from exc
     volumes = [v for v in (_volume(storage_id, i) for i in items) if v is not None]
     volumes.sort(key=lambda v: str(v["volid"]).lower())
     return [v for v in volumes if may_see(int(str(v["vmid"])))]

@@ -3,6 +3,7 @@ a started server and proxmoxer clients with TLS verification on."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -90,6 +91,12 @@ class FakeAgent:
     ) -> list[dict[str, object]]:
         self._reach(str(storage["server"]), int(str(storage.get("port", 8007))))
         return []
+
+    @contextlib.contextmanager
+    def pooled(self) -> Iterator[None]:
+        with self.lock:
+            self.calls.append(("pooled", ""))
+        yield
 
     def connects(self) -> int:
         with self.lock:

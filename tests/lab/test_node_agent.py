@@ -264,3 +264,97 @@ def test_ipv6_only_pbs_through_an_aaaa_record(
         f"error fetching datastores - 500 Can't connect to pbs6.lab.example:{server.port} "
         "(Connection refused)"
     )
+
+
+# -- pooled: one connection and login per login within a block ----------------------------------
+
+
+def test_pooled_calls_of_one_login_share_one_connection_and_login(
+    agent: LabNodeAgent, pbs: PbsServer
+) -> None:
+    logins, tls = pbs.login_attempts, pbs.connection_counts["tls"]
+    with agent.pooled():
+        assert agent.activate(storage(pbs), root_pw(pbs)) is None
+        sizes = agent.status(storage(pbs), root_pw(pbs))
+        assert agent.snapshots(storage(pbs), root_pw(pbs), None) == agent.snapshots(
+            storage(pbs), root_pw(pbs), None
+        )
+        assert agent.activate(storage(pbs, datastore="offsite"), root_pw(pbs)) is None
+    assert (pbs.login_attempts - logins, pbs.connection_counts["tls"] - tls) == (1, 1)
+    assert sizes == agent.status(storage(pbs), root_pw(pbs))  # the same answer unpooled
+    assert (pbs.login_attempts - logins, pbs.connection_counts["tls"] - tls) == (2, 2)
+
+
+def test_unpooled_calls_each_connect_and_log_in(agent: LabNodeAgent, pbs: PbsServer) -> None:
+    logins, tls = pbs.login_attempts, pbs.connection_counts["tls"]
+    assert agent.activate(storage(pbs), root_pw(pbs)) is None
+    assert agent.activate(storage(pbs), root_pw(pbs)) is None
+    assert (pbs.login_attempts - logins, pbs.connection_counts["tls"] - tls) == (2, 2)
+
+
+def test_pooled_logins_differ_by_user_and_secret(agent: LabNodeAgent, pbs: PbsServer) -> None:
+    logins = pbs.login_attempts
+    with agent.pooled():
+        assert agent.activate(storage(pbs), root_pw(pbs)) is None
+        assert agent.activate(storage(pbs), "wrong") == (
+            "error fetching datastores - 401 Unauthorized"
+        )
+        entry = storage(pbs, datastore="offsite", username="backup@pbs")
+        assert agent.activate(entry, pbs.spec.users["backup@pbs"]) is not None  # its ACL
+        assert agent.activate(storage(pbs), root_pw(pbs)) is None
+    assert pbs.login_attempts - logins == 3
+
+
+def test_pooled_failed_login_fails_alike_without_asking_again(
+    agent: LabNodeAgent, pbs: PbsServer
+) -> None:
+    logins = pbs.login_attempts
+    with agent.pooled():
+        first = agent.activate(storage(pbs), "wrong")
+        second = agent.activate(storage(pbs, datastore="offsite"), "wrong")
+        with pytest.raises(NodeAgentError, match=r"^401 Unauthorized$"):
+            agent.status(storage(pbs), "wrong")
+    assert first == second == "error fetching datastores - 401 Unauthorized"
+    assert pbs.login_attempts - logins == 1
+
+
+def test_pooled_unreachable_server_costs_one_connection(
+    laptop_dns: DnsServer, pbs: PbsServer
+) -> None:
+    node = LabNodeAgent("pve1", (laptop_dns.address, laptop_dns.port), timeout=0.3)
+    pbs.set_mode("blackhole")
+    accepted = pbs.connection_counts["tcp"]
+    with node.pooled():
+        errors = {node.activate(storage(pbs, datastore=d), root_pw(pbs)) for d in ("a", "b")}
+    assert errors == {
+        f"error fetching datastores - 500 Can't connect to {NAME}:{pbs.port} (Connection timed out)"
+    }
+    assert pbs.connection_counts["tcp"] - accepted == 1
+
+
+def test_pooled_connection_that_failed_a_call_is_not_reused(
+    agent: LabNodeAgent, pbs: PbsServer
+) -> None:
+    tls = pbs.connection_counts["tls"]
+    with agent.pooled():
+        assert agent.activate(storage(pbs), root_pw(pbs)) is None
+        with pytest.raises(NodeAgentError):
+            agent.status(storage(pbs, datastore="nosuchstore"), root_pw(pbs))
+        assert agent.activate(storage(pbs), root_pw(pbs)) is None  # a fresh connection
+        assert agent.activate(storage(pbs), root_pw(pbs)) is None  # and that one kept
+    assert pbs.connection_counts["tls"] - tls == 2
+
+
+def test_pooled_blocks_nest_and_close_their_connections(
+    agent: LabNodeAgent, pbs: PbsServer
+) -> None:
+    logins = pbs.login_attempts
+    with agent.pooled():
+        assert agent.activate(storage(pbs), root_pw(pbs)) is None
+        with agent.pooled():
+            assert agent.activate(storage(pbs), root_pw(pbs)) is None
+        assert agent.activate(storage(pbs), root_pw(pbs)) is None
+    assert pbs.login_attempts - logins == 1
+    with agent.pooled():  # a new block: its own connection
+        assert agent.activate(storage(pbs), root_pw(pbs)) is None
+    assert pbs.login_attempts - logins == 2

@@ -713,6 +713,7 @@ def test_identical_activations_run_once_per_request_and_in_parallel(start_pve: S
     entries = lab.client().nodes("pve1").storage.get()
     elapsed = time.monotonic() - started
     assert agent.connects() == 2
+    assert agent.calls.count(("pooled", "")) == 2  # one block per login (server)
     assert elapsed < 1.0
     active = {s["storage"]: s["active"] for s in entries if s["type"] == "pbs"}
     assert active["e001"] == 1

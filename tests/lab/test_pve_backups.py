@@ -124,6 +124,13 @@ def test_content_when_the_pbs_is_down_or_offline(lab: Lab) -> None:
     assert error.content.startswith("homelab-backup: error fetching datastores - 500 Can't connect")
 
 
+def test_a_content_read_activates_and_lists_on_one_connection(lab: Lab) -> None:
+    pbs = lab.pbs["pbs1.lab.example"]
+    before = pbs.connection_counts["api"]
+    assert api(lab).nodes("pve1").storage("homelab-backup").content.get(vmid=100)
+    assert pbs.connection_counts["api"] - before == 1
+
+
 def test_storage_status_follows_the_pbs_fill_level(lab: Lab) -> None:
     assert lab.admin is not None
     lab.admin.fill({"server": "pbs2.lab.example", "datastore": "offsite", "used_percent": 97})
