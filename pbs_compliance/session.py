@@ -40,6 +40,7 @@ class RunState:
     nodes_pending: Future[list[str]] | None = None  # PVE's node list, ahead of the rest
     # Each `pytest_pbs_gather` implementation's own future, by plugin name, once started.
     extra_pending: Future[dict[str, Future[Any]]] | None = None
+    current: pytest.Item | None = None  # the case being run (`Compliance.node`)
 
     def require(self) -> tuple[RunSettings, Evidence]:
         """Settings and evidence, once both are there (see `ensure`)."""
@@ -63,20 +64,28 @@ OUTCOME = pytest.StashKey[str]()  # on a report: its compliance outcome when not
 @dataclass(frozen=True)
 class Compliance:
     """What a check needs, in one fixture (`pbs`): the run's settings and evidence, its
-    reference time, and `check()` to record a verdict and pass, skip or fail the case with it.
+    reference time, the case being run (`node`), and `check()` to record a verdict and pass,
+    skip or fail that case.
 
-    One function-scoped fixture instead of five keeps pytest's per-case overhead small, which
-    matters at a thousand storages."""
+    One session-scoped fixture instead of five function-scoped ones keeps pytest's per-case
+    overhead small, which matters at a thousand storages."""
 
     settings: RunSettings
     evidence: Evidence
     now: dt.datetime
-    node: pytest.Item
+    state: RunState = field(repr=False)
 
     def __repr__(self) -> str:
         # Short: `--debug` logs every fixture's value, and the evidence of a thousand storages
-        # per case would make that log quadratic (and it is nobody's business there).
-        return f"Compliance({self.settings.config.source}, {self.node.nodeid})"
+        # would make that log huge (and it is nobody's business there).
+        return f"Compliance({self.settings.config.source})"
+
+    @property
+    def node(self) -> pytest.Item:
+        """The case being run (its stash, user properties and config)."""
+        if self.state.current is None:
+            raise RuntimeError("pbs: no case is running (a check's verdict belongs to a case)")
+        return self.state.current
 
     @property
     def config(self) -> ComplianceConfig:
@@ -89,7 +98,8 @@ class Compliance:
     def check(self, verdict: Verdict) -> None:
         """Record the verdict (report properties, HTML, matrix) and pass, skip or fail with it."""
         __tracebackhide__ = True
-        self.node.stash[VERDICT] = verdict
+        node = self.node
+        node.stash[VERDICT] = verdict
         spec = spec_named(self.settings.config, verdict.storage)
         props = {
             "storage": verdict.storage,
@@ -98,10 +108,10 @@ class Compliance:
             "node": verdict.node or "",
         }
         # On the item, so every report of the case (and JUnit, and xdist) carries them.
-        self.node.user_properties.extend((k, v) for k, v in props.items() if v)
+        node.user_properties.extend((k, v) for k, v in props.items() if v)
         # A waived failure ends here as an xfail; an expired waiver adds a line to the failure.
-        verdict = settle(self.node, verdict, self.settings.config, self.now)
-        self.node.stash[VERDICT] = verdict
+        verdict = settle(node, verdict, self.settings.config, self.now)
+        node.stash[VERDICT] = verdict
         if verdict.status == "skip":
             pytest.skip(verdict.message)
         if verdict.status == "fail":

@@ -99,7 +99,7 @@ def test_the_checks_fixtures_are_documented_in_pytest_fixtures(
         ("pbs_node_target", "once per storage and node it applies to"),
         ("pbs", "pbs.check(verdict)"),
     ):
-        match = re.search(rf"^{name} -- .*\n((?:    .*\n)+)", text, re.MULTILINE)
+        match = re.search(rf"^{name}(?: \[session scope\])? -- .*\n((?:    .*\n)+)", text, re.M)
         assert match is not None, text
         assert words in " ".join(match.group(1).split()), match.group(1)
 

@@ -92,7 +92,7 @@ def test_no_secret_appears_in_any_output_even_when_logins_fail(
     # Decoded leniently, like `leaks`: pytest's --debug writer is shared by every thread of this
     # in-process run (the lab's too) without a lock, and a race can leave stray bytes in it.
     debug = (pytester.path / "pytestdebug.log").read_bytes().decode("utf-8", "replace")
-    assert f"Compliance({canary_lab.config_path}, " in debug
+    assert f"Compliance({canary_lab.config_path})" in debug
     assert leaks(run, pytester.path, every_secret(canary_lab)) == []
 
 

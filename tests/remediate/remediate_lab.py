@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Mapping
@@ -37,6 +38,9 @@ class NodeDouble:
     hook: Callable[[str], None] | None = None  # called with "scan" / "activate" first
     calls: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def pooled(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
     def _datastores(self, server: str, port: int) -> list[str]:
         with self.lock:

@@ -1,0 +1,110 @@
+"""The `pbs` fixture: one object per run, the case being run as `pbs.node`, and a run's heap
+held out of the garbage collector's way while its cases run (`pbs_compliance.heap`)."""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import json
+
+import pytest
+from checks_harness import RunChecks
+
+from pbs_compliance import heap
+from pbs_compliance.lab.runner import Lab
+
+PROBE = """
+import gc
+import json
+import os
+
+
+def test_probe(pbs_storage, pbs):
+    seen = {
+        "storage": pbs_storage.name,
+        "node": pbs.node.nodeid,
+        "fixtures": sorted(pbs.node.fixturenames),
+        "frozen": gc.get_freeze_count(),
+        # the permanent generation is in no generation's list: the case is held, not walked
+        "case_walked": any(o is pbs.node for o in gc.get_objects()),
+        "evidence_walked": any(o is pbs.evidence for o in gc.get_objects()),
+        "pbs": id(pbs),
+    }
+    with open(os.environ["PROBE_LOG"], "a") as log:
+        log.write(json.dumps(seen) + "\\n")
+"""
+
+
+def probe_run(
+    lab: Lab, run_checks: RunChecks, pytester: pytest.Pytester
+) -> list[dict[str, object]]:
+    (pytester.path / "checks" / "test_probe.py").write_text(PROBE, encoding="utf-8")
+    log = pytester.path / "probe.log"
+    run = run_checks(lab, "-k", "probe", extra_env={"PROBE_LOG": str(log)})
+    assert run.result.ret == 0, run.output
+    return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+
+
+def test_pbs_is_one_object_whose_node_is_the_case_being_run(
+    shared_lab: Lab, run_checks: RunChecks, pytester: pytest.Pytester
+) -> None:
+    seen = probe_run(shared_lab, run_checks, pytester)
+
+    assert [s["storage"] for s in seen] == ["archive", "homelab-backup", "media", "offsite"]
+    assert [s["node"] for s in seen] == [f"test_probe.py::test_probe[{s['storage']}]" for s in seen]
+    assert len({s["pbs"] for s in seen}) == 1
+    # No `request` (nor a fixture that takes it) behind `pbs`: pytest builds a fixture
+    # definition for every ask of `request`, per case.
+    assert {json.dumps(s["fixtures"]) for s in seen} == {'["pbs", "pbs_storage"]'}
+
+
+def test_the_heap_is_held_while_the_cases_run_and_released_after(
+    shared_lab: Lab, run_checks: RunChecks, pytester: pytest.Pytester
+) -> None:
+    assert gc.get_freeze_count() == 0
+    seen = probe_run(shared_lab, run_checks, pytester)
+
+    assert all(int(str(s["frozen"])) > 0 for s in seen)
+    assert not any(s["case_walked"] or s["evidence_walked"] for s in seen)
+    assert gc.get_freeze_count() == 0  # this process goes on after the in-process run
+
+
+def test_a_run_stopped_before_its_cases_releases_the_heap(
+    shared_lab: Lab, run_checks: RunChecks, pytester: pytest.Pytester
+) -> None:
+    (pytester.path / "checks" / "test_broken.py").write_text("import nowhere\n", encoding="utf-8")
+    run = run_checks(shared_lab)
+
+    assert run.result.ret == pytest.ExitCode.INTERRUPTED, run.output
+    assert gc.get_freeze_count() == 0
+
+
+def test_pbs_node_outside_a_case_says_so() -> None:
+    from pbs_compliance.session import Compliance, RunState
+
+    state = RunState()
+    compliance = Compliance(None, None, None, state)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="no case is running"):
+        _ = compliance.node
+
+
+def test_the_final_collections_are_skipped_once_per_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registered: list[object] = []
+    monkeypatch.setattr(heap, "_at_exit", False)
+    monkeypatch.setattr(atexit, "register", registered.append)
+
+    heap.skip_final_collections()
+    heap.skip_final_collections()
+
+    assert registered == [gc.freeze]
+
+
+def test_hold_and_release_freeze_and_unfreeze() -> None:
+    try:
+        heap.hold()
+        assert gc.get_freeze_count() > 0
+    finally:
+        heap.release()
+    assert gc.get_freeze_count() == 0
