@@ -165,7 +165,6 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         return
     start_gathering(config, state)
     heap.hold()  # the modules and the settings (see `pbs_compliance.heap`)
-    heap.skip_final_collections()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -176,6 +175,7 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
         return (yield)
     state.wait()  # the first case waits for the evidence anyway
     heap.hold()
+    heap.skip_final_collections()  # xdist's workers too
     return (yield)
 
 
