@@ -58,6 +58,11 @@ class RunReports:
         self._settings = settings
         self._evidence = evidence
         self.cases: dict[str, cases.Case] = {}
+        # Only what a file needs: the controller keeps cases for JUnit, HTML and Prometheus,
+        # nobody for a run that writes none (a report costs ~30 us to read, 12,000 at N = 1,000).
+        self.keeps_cases = self.controller and any(
+            config.getoption(name, None) for name in ("xmlpath", "htmlpath", "prometheus_textfile")
+        )
         self.started = time.monotonic()
         self._cluster: str | None = None
         self._lock = threading.Lock()
@@ -86,6 +91,8 @@ class RunReports:
     # -- hooks ----------------------------------------------------------------------------------
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not self.keeps_cases:
+            return
         case = cases.from_report(report)
         if case is not None:
             self.cases[report.nodeid] = case
