@@ -152,3 +152,21 @@ def test_only_the_planted_faults_fail(report: dict[str, Any]) -> None:
     result = report["results"][0]
     size = fleet(10, 1.0)
     assert result["outcomes"]["failed"] == size.storages_on_dead() + len(size.missing) == 7
+
+
+def test_a_kind_is_judged_on_its_fastest_round_with_the_median_beside_it() -> None:
+    from benchmarks.run import _fastest, _value
+
+    assert _fastest([24.7, 20.1, 29.9]) == 20.1
+    assert _value({"value": 1.3, "limit": 1.35, "pass": True, "median": 1.46}) == (
+        "1.3 (median 1.46)"
+    )
+    assert _value({"value": 4, "limit": 4, "pass": True}) == "4"
+
+
+def test_stolen_cpu_is_read_from_the_kernel_and_only_grows() -> None:
+    from benchmarks.run import steal_seconds
+
+    first = steal_seconds()
+    assert first >= 0.0
+    assert steal_seconds() >= first
