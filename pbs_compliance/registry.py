@@ -263,11 +263,12 @@ def _mark(name: str) -> pytest.MarkDecorator:
 
 
 def _origin(function: Callable[..., Any]) -> str:
-    try:
-        lines = inspect.getsourcelines(function)[1]
-        return f"{inspect.getsourcefile(function)}:{lines}"
-    except (OSError, TypeError):  # pragma: no cover - defined without source (exec)
+    """`file:line` of the declaration (its first decorator), from the code object: the source
+    is not read (`inspect.getsourcelines` tokenised each check's source at every collection)."""
+    code = getattr(function, "__code__", None)
+    if code is None:  # pragma: no cover - a callable without code (a C function)
         return getattr(function, "__qualname__", "?")
+    return f"{code.co_filename}:{code.co_firstlineno}"
 
 
 def _validate(entry: Check, function: Callable[..., Any], origin: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 
 import pytest
@@ -47,12 +48,18 @@ def test_the_builtin_checks_in_their_order_with_scope_and_evidence() -> None:
 
 
 def test_a_declared_check_is_registered_and_marks_its_function() -> None:
+    source = inspect.getsource(test_a_declared_check_is_registered_and_marks_its_function)
+    first = test_a_declared_check_is_registered_and_marks_its_function.__code__.co_firstlineno
+    declared = first + next(
+        i for i, line in enumerate(source.splitlines()) if line.lstrip().startswith("@check(")
+    )
+
     @check("site_prefix", "every datastore starts with the site prefix")
     def test_site_prefix(pbs_storage: StorageSpec, pbs: object) -> None: ...
 
     entry = registry.get("site_prefix")
     assert entry == Check("site_prefix", "every datastore starts with the site prefix")
-    assert entry.origin.endswith(f"{__file__.rsplit('/', 1)[-1]}:{entry.origin.rsplit(':')[-1]}")
+    assert entry.origin == f"{__file__}:{declared}"  # the decorator's line, where it is declared
     assert registry.names()[-1] == "site_prefix"
     assert len(registry.names()) == len(registry.BUILTIN) + 1
     assert [m.name for m in test_site_prefix.pytestmark] == ["site_prefix"]  # type: ignore[attr-defined]
