@@ -33,7 +33,7 @@ from pbs_compliance.report import matrix
 from pbs_compliance.report import outcomes as report_outcomes
 from pbs_compliance.report.cases import FACTS, evidence_rows
 from pbs_compliance.report.junit import fix_junit
-from pbs_compliance.report.run import RunReports, add_options
+from pbs_compliance.report.run import RunReports, add_options, writes_files
 from pbs_compliance.session import (
     REMEDIATED,
     STATE,
@@ -100,7 +100,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     registry.bind(config)  # every check's marker, and those of checks declared while collecting
-    state = RunState(active=_is_compliance_run(config))
+    state = RunState(active=_is_compliance_run(config), files=writes_files(config))
     config.stash[STATE] = state
     config.pluginmanager.register(_fixtures(config), "pbs-compliance-fixtures")
     if not config.pluginmanager.has_plugin(job_plugin.NAME):  # the backup job checks' part
@@ -296,8 +296,8 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     verdict = item.stash.get(VERDICT, None)
-    if verdict is None or report.when != "call":
-        return report
+    if verdict is None or report.when != "call" or not item.config.stash[STATE].files:
+        return report  # no file to carry the facts to (see `writes_files`)
     settings = item.config.stash[STATE].settings
     spec = spec_named(settings.config if settings else None, verdict.storage)
     facts = list(verdict.facts)

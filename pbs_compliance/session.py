@@ -31,6 +31,7 @@ class RunState:
     """Plugin state of one pytest run."""
 
     active: bool = False
+    files: bool = False  # the run writes a report file (`report.run.writes_files`)
     settings: RunSettings | None = None
     evidence: Evidence | None = None
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))

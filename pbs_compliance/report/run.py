@@ -45,6 +45,14 @@ def add_options(parser: pytest.Parser, group: Any) -> None:
     parser.addini(junit.INI_STRICT, junit.HELP_STRICT, type="bool", default=False)
 
 
+def writes_files(config: pytest.Config) -> bool:
+    """Whether the run writes a report file (JUnit, HTML, Prometheus): the cases' facts and
+    their records are made for those files only (xdist's workers get the same options)."""
+    return any(
+        config.getoption(name, None) for name in ("xmlpath", "htmlpath", "prometheus_textfile")
+    )
+
+
 class RunReports:
     """See the module doc. `settings` and `evidence` are read when needed (the run's state)."""
 
@@ -60,9 +68,7 @@ class RunReports:
         self.cases: dict[str, cases.Case] = {}
         # Only what a file needs: the controller keeps cases for JUnit, HTML and Prometheus,
         # nobody for a run that writes none (a report costs ~30 us to read, 12,000 at N = 1,000).
-        self.keeps_cases = self.controller and any(
-            config.getoption(name, None) for name in ("xmlpath", "htmlpath", "prometheus_textfile")
-        )
+        self.keeps_cases = self.controller and writes_files(config)
         self.started = time.monotonic()
         self._cluster: str | None = None
         self._lock = threading.Lock()

@@ -43,7 +43,8 @@ def write_config(pytester: pytest.Pytester) -> WriteConfig:
 def run_checks(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> RunChecks:
     """`run_checks(lab, *args, config=path, subprocess=False, extra_env={})`: one compliance run.
 
-    The lab's secrets are exported first (unless `env=False`), then `extra_env` on top.
+    The lab's secrets are exported first (unless `env=False`), then `extra_env` on top. JUnit
+    and HTML are written (and the cases read from the JUnit) unless `files=False`.
     """
     copy_checks(pytester.path)
     runs = 0
@@ -55,6 +56,7 @@ def run_checks(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> RunC
         subprocess: bool = False,
         env: bool = True,
         extra_env: dict[str, str] | None = None,
+        files: bool = True,
     ) -> ChecksRun:
         nonlocal runs
         runs += 1
@@ -69,8 +71,7 @@ def run_checks(pytester: pytest.Pytester, clean_env: pytest.MonkeyPatch) -> RunC
             "-p",
             "no:cacheprovider",
             "-rA",
-            f"--junitxml={junit}",
-            f"--html={html}",
+            *([f"--junitxml={junit}", f"--html={html}"] if files else []),
             *([f"--pbs-config={path}"] if path is not None else []),
             *args,
         ]

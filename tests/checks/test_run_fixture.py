@@ -108,3 +108,40 @@ def test_hold_and_release_freeze_and_unfreeze() -> None:
     finally:
         heap.release()
     assert gc.get_freeze_count() == 0
+
+
+FACTS_PROBE = """
+import json
+import os
+
+from pbs_compliance.report.cases import FACTS
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        with open(os.environ["PROBE_LOG"], "a") as log:
+            log.write(json.dumps([report.nodeid, hasattr(report, FACTS)]) + "\\n")
+"""
+
+
+@pytest.mark.parametrize("files", [False, True], ids=["no-files", "junit-and-html"])
+def test_the_cases_facts_are_made_only_for_a_report_file(
+    shared_lab: Lab, run_checks: RunChecks, pytester: pytest.Pytester, files: bool
+) -> None:
+    (pytester.path / "facts_probe.py").write_text(FACTS_PROBE, encoding="utf-8")
+    pytester.syspathinsert()
+    log = pytester.path / "probe.log"
+    run = run_checks(
+        shared_lab,
+        "-p",
+        "facts_probe",
+        "-k",
+        "dns",
+        files=files,
+        extra_env={"PROBE_LOG": str(log)},
+    )
+
+    assert run.result.ret == 0, run.output
+    seen = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert len(seen) == 4  # the dns case of each storage
+    assert {has for _, has in seen} == {files}
