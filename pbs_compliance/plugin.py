@@ -19,6 +19,7 @@ import os
 import sys
 import types
 from collections.abc import Generator
+from contextlib import suppress
 from typing import Any
 
 import pytest
@@ -173,7 +174,8 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
     state = session.config.stash[STATE]
     if not state.active or session.config.option.collectonly:
         return (yield)
-    state.wait()  # the first case waits for the evidence anyway
+    with suppress(Exception):  # a failed gathering is the cases' to report (`pbs`), not ours
+        state.wait()  # the first case waits for the evidence anyway
     heap.hold()
     heap.skip_final_collections()  # xdist's workers too
     return (yield)

@@ -145,3 +145,33 @@ def test_the_cases_facts_are_made_only_for_a_report_file(
     seen = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     assert len(seen) == 4  # the dns case of each storage
     assert {has for _, has in seen} == {files}
+
+
+BROKEN_GATHERING = """
+import pbs_compliance.session as session
+
+
+def pytest_configure(config):
+    def gather_evidence(*args, **kwargs):
+        raise RuntimeError("injected: the gathering itself died")
+
+    session.gather_evidence = gather_evidence
+"""
+
+
+def test_a_gathering_that_dies_is_each_cases_error_not_the_runs(
+    shared_lab: Lab, run_checks: RunChecks, pytester: pytest.Pytester
+) -> None:
+    (pytester.path / "broken_gathering.py").write_text(BROKEN_GATHERING, encoding="utf-8")
+    pytester.syspathinsert()
+    run = run_checks(
+        shared_lab, "-p", "broken_gathering", "-k", "dns", "--continue-on-collection-errors"
+    )
+
+    assert "INTERNALERROR" not in run.output
+    # The node cases cannot be made without PVE's node list: a collection error; each case
+    # that was made errors with the cause, none is judged.
+    dns = {k: v for k, v in run.outcomes().items() if k.startswith("dns[")}
+    assert dns == {f"dns[{s}]": "error" for s in ("archive", "homelab-backup", "media", "offsite")}
+    assert "injected: the gathering itself died" in run.message("dns[archive]")
+    assert gc.get_freeze_count() == 0
