@@ -150,12 +150,18 @@ def test_the_cases_facts_are_made_only_for_a_report_file(
 BROKEN_GATHERING = """
 import pbs_compliance.session as session
 
+REAL = session.gather_evidence
+
 
 def pytest_configure(config):
     def gather_evidence(*args, **kwargs):
         raise RuntimeError("injected: the gathering itself died")
 
     session.gather_evidence = gather_evidence
+
+
+def pytest_unconfigure(config):
+    session.gather_evidence = REAL  # an in-process run: the next test's runs gather again
 """
 
 
