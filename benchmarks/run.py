@@ -288,8 +288,8 @@ class Settings:
     sizes: tuple[int, ...] = SIZES
     repeats: int = 3
     # For N >= LARGE: each run there takes tens of seconds, yet one round's wall times moved by
-    # seconds with the machine's weather; the targets are judged there, on the median of three
-    # serial rounds (the -n 2 pair is measured in the first round only).
+    # seconds with the machine's weather; the targets are judged there on the fastest of three
+    # serial rounds, medians beside it (the -n 2 pair is measured in the first round only).
     repeats_large: int = 3
     parallel_repeats_large: int = 1
     probe_timeout: float = PROBE_TIMEOUT
