@@ -145,6 +145,7 @@ def pinned_fingerprint(entry: Mapping[str, Any]) -> str | None:
 
 
 OnNodes = Callable[[list[str]], None]
+OnProbes = Callable[[dict[str, ServerEvidence]], None]
 
 
 def read_live(
@@ -245,13 +246,18 @@ def gather(
     client: PveClient | None,
     no_client_reason: str = "no PVE credentials configured",
     on_nodes: OnNodes | None = None,
+    on_probes: OnProbes | None = None,
 ) -> Evidence:
     """Probe every distinct server and read PVE, all at once (never raises: see the module doc).
 
-    `on_nodes` hears PVE's node list first (see `read_live`; an empty list without a client)."""
+    `on_nodes` hears PVE's node list first (see `read_live`; an empty list without a client);
+    `on_probes` hears every server's probes as soon as the last one ended, while PVE may still
+    be answering (the connectivity cases judge nothing else)."""
     targets = {server_key(s.server, s.port): (s.server, s.port) for s in storages if s.enabled}
     try:
-        return _gather(targets, storages, nameservers, timeout, client, no_client_reason, on_nodes)
+        return _gather(
+            targets, storages, nameservers, timeout, client, no_client_reason, on_nodes, on_probes
+        )
     except Exception as exc:  # the boundary's last line: every storage carries the reason
         why = unexpected(exc, client.redact if client is not None else str)
         servers = {key: _unprobed(server, port, why) for key, (server, port) in targets.items()}
@@ -266,6 +272,7 @@ def _gather(
     client: PveClient | None,
     no_client_reason: str,
     on_nodes: OnNodes | None,
+    on_probes: OnProbes | None,
 ) -> Evidence:
     if client is None and on_nodes is not None:
         on_nodes([])  # PVE is not asked: no node cases to wait for
@@ -285,6 +292,8 @@ def _gather(
             except Exception as exc:  # the boundary: this server's cases carry the reason
                 server, port = targets[key]
                 servers[key] = _unprobed(server, port, unexpected(exc))
+        if on_probes is not None:
+            on_probes(dict(servers))
         live = LiveState(skipped=no_client_reason)
         if live_future is not None and client is not None:
             try:
@@ -321,7 +330,9 @@ def client_or_reason(settings: RunSettings) -> tuple[PveClient | None, str]:
         return None, str(exc)
 
 
-def gather_evidence(settings: RunSettings, on_nodes: OnNodes | None = None) -> Evidence:
+def gather_evidence(
+    settings: RunSettings, on_nodes: OnNodes | None = None, on_probes: OnProbes | None = None
+) -> Evidence:
     """Probe every server and read PVE once: what a run (pytest or CLI) judges."""
     client, reason = client_or_reason(settings)
     return gather(
@@ -331,4 +342,5 @@ def gather_evidence(settings: RunSettings, on_nodes: OnNodes | None = None) -> E
         client,
         reason,
         on_nodes,
+        on_probes,
     )

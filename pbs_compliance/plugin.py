@@ -19,7 +19,6 @@ import os
 import sys
 import types
 from collections.abc import Generator
-from contextlib import suppress
 from typing import Any
 
 import pytest
@@ -170,12 +169,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
-    """The cases, the settings and the evidence, held while the cases run (`heap`)."""
+    """The cases and the settings held while the cases run (`heap`); the evidence once the
+    first case that judges all of it has waited for it (`pytest_runtest_setup`)."""
     state = session.config.stash[STATE]
     if not state.active or session.config.option.collectonly:
         return (yield)
-    with suppress(Exception):  # a failed gathering is the cases' to report (`pbs`), not ours
-        state.wait()  # the first case waits for the evidence anyway
     heap.hold()
     heap.skip_final_collections()  # xdist's workers too
     return (yield)
@@ -269,9 +267,10 @@ def _fixtures(config: pytest.Config) -> types.ModuleType:
         state = config.stash[STATE]
         if not state.active:
             pytest.fail(OFF, pytrace=False)
-        ensure(config)
-        settings, evidence = state.require()
-        return Compliance(settings, evidence, state.now, state)
+        settings = ensure_settings(config)
+        if state.pending is None:
+            ensure(config)  # nothing gathers in the background: gather here
+        return Compliance(settings, state.now, state)
 
     setattr(holder, "pbs", pbs)  # noqa: B010 - a module object's attribute, made here
     return holder
@@ -281,6 +280,38 @@ def _fixtures(config: pytest.Config) -> types.ModuleType:
 def pytest_runtest_protocol(item: pytest.Item) -> None:
     """The case being run, for `pbs.node` and `pbs.check`."""
     item.config.stash[STATE].current = item
+
+
+PROBES_ONLY = ("probes",)  # a check that judges nothing else (`registry.Check.needs`)
+
+
+def _probes_only(item: pytest.Item) -> bool:
+    entry = registry.of_item(item)
+    return entry is not None and entry.needs == PROBES_ONLY
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The connectivity cases first: they judge the probes alone, which end well before PVE and
+    the PBS servers have answered everything else at a thousand storages (`RunState.servers`).
+    Otherwise the files' order; a plugin that reorders after this one (`--ff`) only waits more."""
+    if config.stash[STATE].active:
+        items.sort(key=lambda item: not _probes_only(item))  # stable: False (probes only) first
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Wait, in the case's setup, for the evidence it judges: the probes for a connectivity
+    case, everything for any other case that takes `pbs`. A gathering that broke is then the
+    case's error, as in the `pbs` fixture."""
+    state = item.config.stash[STATE]
+    if not state.active or "pbs" not in getattr(item, "fixturenames", ()):
+        return
+    if _probes_only(item):
+        state.servers()
+    elif state.evidence is None and state.pending is not None:
+        state.wait()
+        heap.hold()  # the evidence lives until the run ends, like the cases (`heap`)
 
 
 # -- reporting ----------------------------------------------------------------------------------

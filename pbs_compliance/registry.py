@@ -197,6 +197,15 @@ def names(scope: Scope | None = None, needs: str | None = None) -> tuple[str, ..
     )
 
 
+def of_item(item: pytest.Item) -> Check | None:
+    """The check a case runs (the marker `check` put on its function); None for other tests."""
+    for mark in getattr(item, "own_markers", ()):
+        found = get(mark.name)
+        if found is not None:
+            return found
+    return None
+
+
 def register(entry: Check) -> Check:
     """Add a check (the same declaration again is a no-op; another one of that name is an error).
 

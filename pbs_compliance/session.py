@@ -2,7 +2,8 @@
 
 Kept in `config.stash` (never on `config`) by `pbs_compliance.plugin`, read by the fixture and
 by other plugins only through `pbs_compliance.api`. Evidence is gathered in the background from
-`pytest_sessionstart`; whoever needs it first waits for it.
+`pytest_sessionstart`; each case waits only for the part it judges: a connectivity case for the
+probes, any other for everything (see `RunState.servers`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class RunState:
     remediation: str = "off"
     pending: Future[Evidence] | None = None
     nodes_pending: Future[list[str]] | None = None  # PVE's node list, ahead of the rest
+    probes_pending: Future[dict[str, ServerEvidence]] | None = None  # the probes, ahead too
     # Each `pytest_pbs_gather` implementation's own future, by plugin name, once started.
     extra_pending: Future[dict[str, Future[Any]]] | None = None
     current: pytest.Item | None = None  # the case being run (`Compliance.node`)
@@ -56,6 +58,18 @@ class RunState:
             self.evidence = self.pending.result()
             self.pending = None
 
+    def servers(self) -> dict[str, ServerEvidence]:
+        """Every server's probes, by `server_key`, as soon as the last probe ended.
+
+        At a thousand storages PVE and the PBS servers answer for seconds after the probes are
+        done; the connectivity cases, a third of the run, judge the probes alone and run
+        meanwhile. The evidence's own `servers` are this same dict (see `gather`)."""
+        if self.evidence is None and self.probes_pending is not None:
+            return self.probes_pending.result()
+        self.wait()
+        assert self.evidence is not None, "pbs-compliance: evidence not gathered"
+        return self.evidence.servers
+
 
 STATE = pytest.StashKey[RunState]()
 VERDICT = pytest.StashKey[Verdict]()
@@ -69,10 +83,10 @@ class Compliance:
     skip or fail that case.
 
     One session-scoped fixture instead of five function-scoped ones keeps pytest's per-case
-    overhead small, which matters at a thousand storages."""
+    overhead small, which matters at a thousand storages. `evidence` is everything gathered
+    (asking for it waits until it is all there); `server()` waits for the probes alone."""
 
     settings: RunSettings
-    evidence: Evidence
     now: dt.datetime
     state: RunState = field(repr=False)
 
@@ -92,9 +106,14 @@ class Compliance:
     def config(self) -> ComplianceConfig:
         return self.settings.config
 
+    @property
+    def evidence(self) -> Evidence:
+        """Probes, PVE (`.live`) and what plugins gathered (`.extra`), once all of it is in."""
+        return self.state.require()[1]
+
     def server(self, spec: StorageSpec) -> ServerEvidence | None:
         """The probe results of this storage's server (None when it was not probed: disabled)."""
-        return self.evidence.servers.get(server_key(spec.server, spec.port))
+        return self.state.servers().get(server_key(spec.server, spec.port))
 
     def check(self, verdict: Verdict) -> None:
         """Record the verdict (report properties, HTML, matrix) and pass, skip or fail with it."""
@@ -155,6 +174,7 @@ def gather(
     settings: RunSettings,
     nodes: Future[list[str]] | None = None,
     started: Future[dict[str, Future[Any]]] | None = None,
+    probes: Future[dict[str, ServerEvidence]] | None = None,
 ) -> Evidence:
     """Everything a run judges: probes and PVE (`gather_evidence`) and, at the same time, what
     plugins add through `pytest_pbs_gather` (each implementation's failure is its own keys'
@@ -162,39 +182,55 @@ def gather(
 
     `nodes` gets PVE's node list as soon as it is read; whatever happens later, the evidence's
     `live.nodes` is that same list (the node cases were made from it). `started` gets each
-    plugin's own future, so a plugin that parametrises from its data waits for that alone."""
+    plugin's own future, so a plugin that parametrises from its data waits for that alone.
+    `probes` gets every server's probes when the last one ended; the evidence's `servers` are
+    that same dict (the connectivity cases were judged on it)."""
 
     def announce(found: list[str]) -> None:
         if nodes is not None and not nodes.done():
             nodes.set_result(found)
+
+    def probed(servers: dict[str, ServerEvidence]) -> None:
+        if probes is not None and not probes.done():
+            probes.set_result(servers)
 
     try:
         with ThreadPoolExecutor(thread_name_prefix="pbs-gather-extra") as pool:
             pending = start_extra(config, settings, pool)
             if started is not None and not started.done():
                 started.set_result(dict(pending))
-            evidence = gather_evidence(settings, announce)
+            evidence = gather_evidence(settings, announce, probed)
             evidence.extra.update(collect_extra(pending))
     except BaseException as exc:  # pragma: no cover - gathering is a boundary; never wait forever
-        for waiting in (nodes, started):
+        for waiting in (nodes, started, probes):
             if waiting is not None and not waiting.done():
                 waiting.set_exception(exc)
         raise
     if nodes is not None:
         announce(list(evidence.live.nodes))
         evidence.live.nodes = nodes.result()
+    if probes is not None:
+        probed(evidence.servers)
+        evidence.servers = probes.result()
     return evidence
 
 
 def start_gathering(config: pytest.Config, state: RunState) -> None:
     """Gather in the background while pytest collects: probes wait on the network, collection
-    on the CPU. Collection waits only for the node list (`nodes`), the first case for the rest."""
+    on the CPU. Collection waits only for the node list (`nodes`), a connectivity case for the
+    probes (`RunState.servers`), every other case for the rest."""
     assert state.settings is not None
     state.nodes_pending = Future()
     state.extra_pending = Future()
+    state.probes_pending = Future()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pbs-evidence")
     state.pending = pool.submit(
-        gather, config, state.settings, state.nodes_pending, state.extra_pending
+        gather,
+        config,
+        state.settings,
+        state.nodes_pending,
+        state.extra_pending,
+        state.probes_pending,
     )
     pool.shutdown(wait=False)  # the task runs on; whoever needs the evidence waits for it
 

@@ -83,7 +83,7 @@ def test_pbs_node_outside_a_case_says_so() -> None:
     from pbs_compliance.session import Compliance, RunState
 
     state = RunState()
-    compliance = Compliance(None, None, None, state)  # type: ignore[arg-type]
+    compliance = Compliance(None, None, state)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="no case is running"):
         _ = compliance.node
 
