@@ -181,3 +181,48 @@ def test_a_gathering_that_dies_is_each_cases_error_not_the_runs(
     assert dns == {f"dns[{s}]": "error" for s in ("archive", "homelab-backup", "media", "offsite")}
     assert "injected: the gathering itself died" in run.message("dns[archive]")
     assert gc.get_freeze_count() == 0
+
+
+WHEN_PROBE = """
+import json
+import os
+
+import pytest
+
+from pbs_compliance import registry
+from pbs_compliance.session import STATE
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_call(item):
+    state = item.config.stash[STATE]
+    entry = registry.of_item(item)
+    seen = {
+        "check": entry.name if entry else "",
+        # still gathering: PVE (slowed down below) had not answered everything yet
+        "gathering": state.pending is not None and not state.pending.done(),
+    }
+    with open(os.environ["PROBE_LOG"], "a") as log:
+        log.write(json.dumps(seen) + "\\n")
+"""
+
+
+def test_the_connectivity_cases_run_first_on_the_probes_while_pve_still_answers(
+    lab: Lab, run_checks: RunChecks, pytester: pytest.Pytester
+) -> None:
+    assert lab.pve is not None
+    lab.pve.faults.set(latency=1.0)  # every PVE request: the gathering takes seconds
+    (pytester.path / "when_probe.py").write_text(WHEN_PROBE, encoding="utf-8")
+    pytester.syspathinsert()
+    log = pytester.path / "probe.log"
+    run = run_checks(lab, "-p", "when_probe", files=False, extra_env={"PROBE_LOG": str(log)})
+
+    assert run.result.ret == 0, run.output
+    seen = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    connectivity = {"dns", "port", "tls", "fingerprint"}
+    first = [s["check"] for s in seen[: 4 * len(connectivity)]]
+    assert sorted(first) == sorted([*connectivity] * 4)  # 4 storages, each check once
+    assert all(s["gathering"] for s in seen[: len(first)])
+    rest = seen[len(first) :]
+    assert {s["check"] for s in rest} >= {"drift", "nodes", "backups", "jobs", "unmanaged"}
+    assert not any(s["gathering"] for s in rest)  # every other case waited for all of it
