@@ -9,9 +9,10 @@ little that was already garbage in a reference cycle (leftovers of imports and o
 config) is freed at the release instead of earlier.
 
 The plugin holds the heap when the settings are loaded, again when the cases start, and once
-more when the first case that judges all the evidence has waited for it; it releases it when pytest has finished cleaning up (so a process that goes on after an in-process
-run collects its garbage as before). At interpreter exit it freezes what is left, so the final
-collections skip it too.
+more when the first case that judges all the evidence has waited for it. It releases it when
+pytest has finished cleaning up (so a process that goes on after an in-process run collects its
+garbage as before). At interpreter exit it freezes what is left, so the final collections skip
+it too.
 """
 
 from __future__ import annotations
