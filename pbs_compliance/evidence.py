@@ -26,11 +26,11 @@ from pbs_compliance.config import StorageSpec
 from pbs_compliance.probes.dns import DnsResult, ResolverAnswer, resolve
 from pbs_compliance.probes.tcp import TcpResult, connect
 from pbs_compliance.probes.tls import TlsResult, handshake
-from pbs_compliance.pve import PveClient, PveError
+from pbs_compliance.pve import MAX_CONNECTIONS, PveClient, PveError
 from pbs_compliance.pvevalues import applies_to
 from pbs_compliance.settings import RunSettings
 
-MAX_WORKERS = 32
+MAX_WORKERS = MAX_CONNECTIONS  # threads reading at once; each keeps its PVE connection
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import requests
 from proxmoxer import AuthenticationError, ProxmoxAPI, ResourceException
 from pydantic import SecretStr
+from requests.adapters import HTTPAdapter
 
 from pbs_compliance.config.model import PveSettings
 
@@ -53,6 +54,13 @@ def _redact_http_logs() -> None:
     logger = logging.getLogger("urllib3.connectionpool")
     if not any(isinstance(f, _RedactQuery) for f in logger.filters):
         logger.addFilter(_RedactQuery())
+
+
+# Connections to PVE kept open for reuse: one per thread of a gathering (`evidence.MAX_WORKERS`
+# runs that many reads at once). requests keeps 10 and closes the rest after each answer, so at
+# a thousand storages every later read paid a new TLS handshake (and urllib3 logged "Connection
+# pool is full" into the reports of failed cases).
+MAX_CONNECTIONS = 32
 
 
 class PveError(Exception):
@@ -164,6 +172,9 @@ class PveClient:
             session = getattr(api, "_store", {}).get("session")
             if isinstance(session, requests.Session):
                 session.trust_env = False
+                adapter = HTTPAdapter(pool_maxsize=MAX_CONNECTIONS)
+                session.mount("https://", adapter)
+                session.mount("http://", adapter)
             self._api = api
         return self._api
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+import threading
 import traceback
 
 import pytest
@@ -176,3 +178,30 @@ def test_a_client_needs_a_url_and_a_credential() -> None:
         PveClient(PveSettings())
     with pytest.raises(PveError, match="no PVE credentials"):
         PveClient(PveSettings(url="https://pve1:8006"))
+
+
+def test_a_gathering_s_threads_each_keep_their_connection_to_pve(
+    shared_lab: Lab, caplog: pytest.LogCaptureFixture
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pbs_compliance.evidence import MAX_WORKERS
+
+    client = PveClient(settings(shared_lab))
+    client.nodes()  # the login, and the first connection
+    barrier = threading.Barrier(MAX_WORKERS)
+
+    def read(_: int) -> list[str]:
+        barrier.wait(timeout=10)  # all threads reading at once: one connection each
+        return client.nodes()
+
+    caplog.set_level(logging.DEBUG, logger="urllib3.connectionpool")
+    with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
+        for _ in range(2):
+            caplog.clear()
+            assert list(pool.map(read, range(MAX_WORKERS))) == [["pve1", "pve2", "pve3"]] * MAX_WORKERS
+            opened = [r for r in caplog.records if "Starting new HTTPS connection" in r.message]
+            dropped = [r for r in caplog.records if "Connection pool is full" in r.message]
+            assert not dropped
+    # The second round found every connection of the first one kept for it.
+    assert opened == []
