@@ -199,7 +199,8 @@ def test_a_gathering_s_threads_each_keep_their_connection_to_pve(
     with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
         for _ in range(2):
             caplog.clear()
-            assert list(pool.map(read, range(MAX_WORKERS))) == [["pve1", "pve2", "pve3"]] * MAX_WORKERS
+            answers = list(pool.map(read, range(MAX_WORKERS)))
+            assert answers == [["pve1", "pve2", "pve3"]] * MAX_WORKERS
             opened = [r for r in caplog.records if "Starting new HTTPS connection" in r.message]
             dropped = [r for r in caplog.records if "Connection pool is full" in r.message]
             assert not dropped
