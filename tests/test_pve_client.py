@@ -181,14 +181,16 @@ def test_a_client_needs_a_url_and_a_credential() -> None:
 
 
 def test_a_gathering_s_threads_each_keep_their_connection_to_pve(
-    shared_lab: Lab, caplog: pytest.LogCaptureFixture
+    lab: Lab, caplog: pytest.LogCaptureFixture
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from pbs_compliance.evidence import MAX_WORKERS
 
-    client = PveClient(settings(shared_lab))
+    assert lab.pve is not None
+    client = PveClient(settings(lab))
     client.nodes()  # the login, and the first connection
+    lab.pve.faults.set(latency=0.3)  # each answer takes long enough for all reads to overlap
     barrier = threading.Barrier(MAX_WORKERS)
 
     def read(_: int) -> list[str]:
