@@ -120,8 +120,8 @@ def pytest_configure(config: pytest.Config) -> None:
         state.evidence = Evidence.from_json(workerinput[WORKERINPUT_KEY])
         state.now = dt.datetime.fromisoformat(workerinput["pbs_compliance_now"])
     config.pluginmanager.register(_Outcomes(state), "pbs-compliance-outcomes")
-    nodes = lambda: list(state.evidence.live.nodes) if state.evidence else []  # noqa: E731
-    config.pluginmanager.register(WaiverPlugin(config, lambda: state.settings, nodes), WAIVERS)
+    waivers = WaiverPlugin(config, lambda: state.settings, state.known_nodes)
+    config.pluginmanager.register(waivers, WAIVERS)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(state), "pbs-compliance-xdist")
     # JUnit, HTML (with pytest-html's hooks) and Prometheus, finished on the controller.

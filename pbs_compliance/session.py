@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -57,6 +58,17 @@ class RunState:
         if self.evidence is None and self.pending is not None:
             self.evidence = self.pending.result()
             self.pending = None
+
+    def known_nodes(self) -> list[str]:
+        """PVE's node list, without waiting for the rest of the evidence: a run of connectivity
+        cases alone never waits for it, yet its summary judges waivers by node. Empty when PVE
+        was not read."""
+        if self.evidence is not None:
+            return list(self.evidence.live.nodes)
+        if self.nodes_pending is not None:
+            with suppress(Exception):  # a gathering that broke: its cases said so
+                return list(self.nodes_pending.result())
+        return []
 
     def servers(self) -> dict[str, ServerEvidence]:
         """Every server's probes, by `server_key`, as soon as the last probe ended.

@@ -88,6 +88,22 @@ def test_waived_failures_do_not_fail_the_run_and_are_shown_as_waived(
     assert "waived until 2030-06-20" in html
 
 
+def test_a_run_of_connectivity_cases_alone_still_names_a_stale_node_waiver(
+    run_checks: RunChecks, faulty_lab: Lab, waived_config: Path
+) -> None:
+    # The connectivity cases never wait for PVE's views; PVE's node list is read first anyway.
+    result = run_checks(
+        faulty_lab,
+        "-m",
+        "dns or port",
+        config=waived_config,
+        files=False,
+        extra_env={"PBS_COMPLIANCE_TODAY": TODAY},
+    )
+    assert result.result.ret == 0, result.output  # port[media] is waived
+    assert f"stale waiver: nodes on media (node pve9) ({waived_config}:" in result.output
+
+
 def test_on_its_expiry_date_a_waiver_is_ignored_and_the_failure_names_it(
     run_checks: RunChecks, faulty_lab: Lab, waived_config: Path
 ) -> None:
