@@ -6,9 +6,10 @@ from __future__ import annotations
 import atexit
 import gc
 import json
+from typing import Any
 
 import pytest
-from checks_harness import RunChecks
+from checks_harness import ChecksRun, RunChecks
 
 from pbs_compliance import heap
 from pbs_compliance.lab.runner import Lab
@@ -124,25 +125,31 @@ def pytest_runtest_logreport(report):
 """
 
 
+def plugin_run(
+    lab: Lab,
+    run_checks: RunChecks,
+    pytester: pytest.Pytester,
+    plugin: str,
+    *args: str,
+    files: bool = True,
+) -> tuple[ChecksRun, list[Any]]:
+    """A compliance run with `plugin` (the text of a module that appends JSON lines to
+    $PROBE_LOG) loaded by `-p`: the run, and the lines it logged."""
+    (pytester.path / "run_probe.py").write_text(plugin, encoding="utf-8")
+    pytester.syspathinsert()
+    log = pytester.path / "probe.log"
+    run = run_checks(lab, "-p", "run_probe", *args, files=files, extra_env={"PROBE_LOG": str(log)})
+    lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+    return run, [json.loads(line) for line in lines]
+
+
 @pytest.mark.parametrize("files", [False, True], ids=["no-files", "junit-and-html"])
 def test_the_cases_facts_are_made_only_for_a_report_file(
     shared_lab: Lab, run_checks: RunChecks, pytester: pytest.Pytester, files: bool
 ) -> None:
-    (pytester.path / "facts_probe.py").write_text(FACTS_PROBE, encoding="utf-8")
-    pytester.syspathinsert()
-    log = pytester.path / "probe.log"
-    run = run_checks(
-        shared_lab,
-        "-p",
-        "facts_probe",
-        "-k",
-        "dns",
-        files=files,
-        extra_env={"PROBE_LOG": str(log)},
-    )
+    run, seen = plugin_run(shared_lab, run_checks, pytester, FACTS_PROBE, "-k", "dns", files=files)
 
     assert run.result.ret == 0, run.output
-    seen = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     assert len(seen) == 4  # the dns case of each storage
     assert {has for _, has in seen} == {files}
 
@@ -213,21 +220,11 @@ def test_the_connectivity_cases_run_first_on_the_probes_while_pve_still_answers(
     # The probes give up on pbs1 after 0.3 s; PVE's node views wait for it for the lab's node
     # timeout (2 s): the connectivity cases have well over a second to run before the rest.
     lab.pbs["pbs1.lab.example"].set_mode("blackhole")
-    (pytester.path / "when_probe.py").write_text(WHEN_PROBE, encoding="utf-8")
-    pytester.syspathinsert()
-    log = pytester.path / "probe.log"
-    run = run_checks(
-        lab,
-        "-p",
-        "when_probe",
-        "--probe-timeout",
-        "0.3",
-        files=False,
-        extra_env={"PROBE_LOG": str(log)},
+    run, seen = plugin_run(
+        lab, run_checks, pytester, WHEN_PROBE, "--probe-timeout", "0.3", files=False
     )
 
     assert run.result.ret == pytest.ExitCode.TESTS_FAILED, run.output  # pbs1's cases
-    seen = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
     connectivity = {"dns", "port", "tls", "fingerprint"}
     first = [s["check"] for s in seen[: 4 * len(connectivity)]]
     assert sorted(first) == sorted([*connectivity] * 4)  # 4 storages, each check once
