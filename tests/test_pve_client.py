@@ -188,7 +188,8 @@ def test_a_gathering_s_threads_each_keep_their_connection_to_pve(
     from pbs_compliance.evidence import MAX_WORKERS
 
     assert lab.pve is not None
-    client = PveClient(settings(lab))
+    # 32 TLS handshakes at once with a loaded lab under `-n 2`: more than the usual 2 s
+    client = PveClient(settings(lab, timeout=15.0))
     client.nodes()  # the login, and the first connection
     lab.pve.faults.set(latency=0.3)  # each answer takes long enough for all reads to overlap
     barrier = threading.Barrier(MAX_WORKERS)
