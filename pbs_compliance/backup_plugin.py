@@ -154,13 +154,21 @@ def _max_age(spec: StorageSpec) -> str:
     return format_duration(spec.backups.max_age)
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """The table of guests under the case's evidence table (pytest-html)."""
-    report = yield
-    table = item.stash.get(_TABLE, None)
-    if table is not None and report.when == "call":
-        api.add_html(report, table)
-    return report
+def pytest_configure(config: pytest.Config) -> None:
+    if api.active(config) and config.getoption("htmlpath", None):
+        config.pluginmanager.register(_GuestTables(), f"{NAME}-html")
+
+
+class _GuestTables:
+    """The table of guests under the case's evidence table (pytest-html). Registered only in a
+    run that writes the HTML report: every phase of every case calls a registered hook."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        table = item.stash.get(_TABLE, None)
+        if table is not None and report.when == "call":
+            api.add_html(report, table)
+        return report

@@ -50,6 +50,32 @@ def settle(
     return verdict
 
 
+class _WaiverCases:
+    """Each case's waiver decision on its report, shown (WAIVED) and counted for the summary."""
+
+    def __init__(self, seen: dict[str, list[tuple[str, str]]]) -> None:
+        self.seen = seen
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        report = yield
+        decision = item.stash.get(DECISION, None)
+        if decision is not None and report.when == "call" and decision.waiver is not None:
+            setattr(report, ATTRIBUTE, {"state": decision.state, "where": decision.waiver.where})
+        return report
+
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> Any:
+        if report.when == "call" and getattr(report, ATTRIBUTE, {}).get("state") == "waived":
+            return "xfailed", "x", ("WAIVED", {"purple": True})
+        return None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        found = getattr(report, ATTRIBUTE, None)
+        if report.when == "call" and isinstance(found, dict):
+            entry = (str(found.get("where", "")), report.nodeid)
+            self.seen.setdefault(str(found.get("state", "")), []).append(entry)
+
+
 class WaiverPlugin:
     """See the module doc; one per compliance run."""
 
@@ -82,24 +108,13 @@ class WaiverPlugin:
             reporter.write_line(f"pbs-compliance: {text}", red=True, bold=True)
         pytest.exit(f"pbs-compliance: the configuration is invalid, nothing was checked\n{text}", 2)
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-        report = yield
-        decision = item.stash.get(DECISION, None)
-        if decision is not None and report.when == "call" and decision.waiver is not None:
-            setattr(report, ATTRIBUTE, {"state": decision.state, "where": decision.waiver.where})
-        return report
-
-    def pytest_report_teststatus(self, report: pytest.TestReport) -> Any:
-        if report.when == "call" and getattr(report, ATTRIBUTE, {}).get("state") == "waived":
-            return "xfailed", "x", ("WAIVED", {"purple": True})
-        return None
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        found = getattr(report, ATTRIBUTE, None)
-        if report.when == "call" and isinstance(found, dict):
-            entry = (str(found.get("where", "")), report.nodeid)
-            self.seen.setdefault(str(found.get("state", "")), []).append(entry)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        # The settings are loaded by now (the core's tryfirst sessionstart, or a worker's
+        # configure). Without a waiver the per-case hooks would only cost every phase of
+        # every case a call.
+        config = self._compliance()
+        if config is not None and config.waivers:
+            self.config.pluginmanager.register(_WaiverCases(self.seen), f"{NAME}-cases")
 
     def lines(self, nodes: list[str]) -> list[str]:
         """The summary lines (see `waivers.summary_lines`)."""

@@ -53,6 +53,18 @@ def writes_files(config: pytest.Config) -> bool:
     )
 
 
+class _Cases:
+    """Each case's record as its report arrives (on the controller, from workers too)."""
+
+    def __init__(self, found: dict[str, cases.Case]) -> None:
+        self.found = found
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        case = cases.from_report(report)
+        if case is not None:
+            self.found[report.nodeid] = case
+
+
 class RunReports:
     """See the module doc. `settings` and `evidence` are read when needed (the run's state)."""
 
@@ -69,6 +81,8 @@ class RunReports:
         # Only what a file needs: the controller keeps cases for JUnit, HTML and Prometheus,
         # nobody for a run that writes none (a report costs ~30 us to read, 12,000 at N = 1,000).
         self.keeps_cases = self.controller and writes_files(config)
+        if self.keeps_cases:  # hooks cost every case's phases a call even when idle
+            config.pluginmanager.register(_Cases(self.cases), "pbs-compliance-cases")
         self.started = time.monotonic()
         self._cluster: str | None = None
         self._lock = threading.Lock()
@@ -95,13 +109,6 @@ class RunReports:
         return f"{html_report.TITLE}: {self.cluster()}"
 
     # -- hooks ----------------------------------------------------------------------------------
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if not self.keeps_cases:
-            return
-        case = cases.from_report(report)
-        if case is not None:
-            self.cases[report.nodeid] = case
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         settings = self._settings()

@@ -154,6 +154,57 @@ def test_the_cases_facts_are_made_only_for_a_report_file(
     assert {has for _, has in seen} == {files}
 
 
+PER_CASE_HOOKS = """
+import json
+import os
+
+HOOKS = ("pytest_runtest_makereport", "pytest_runtest_logreport", "pytest_report_teststatus")
+
+
+def pytest_collection_finish(session):
+    manager = session.config.pluginmanager
+    ours = {}
+    for hook in HOOKS:
+        for impl in getattr(manager.hook, hook).get_hookimpls():
+            module = getattr(impl.function, "__module__", "") or ""
+            if module.startswith(("pbs_compliance", "remediate")):
+                ours.setdefault(hook, []).append(manager.get_name(impl.plugin))
+    with open(os.environ["PROBE_LOG"], "a") as log:
+        log.write(json.dumps({h: sorted(n) for h, n in ours.items()}) + "\\n")
+"""
+
+
+@pytest.mark.parametrize("files", [False, True], ids=["no-files", "junit-and-html"])
+def test_a_hook_that_would_idle_is_not_registered(
+    shared_lab: Lab, run_checks: RunChecks, pytester: pytest.Pytester, files: bool
+) -> None:
+    """Every registered per-case hook is called in each phase of each case (36,000 calls at a
+    thousand storages): the report files' hooks exist only in a run that writes them, the
+    waivers' only in a run that declares one (the lab declares none)."""
+    run, seen = plugin_run(
+        shared_lab, run_checks, pytester, PER_CASE_HOOKS, "-k", "dns", files=files
+    )
+
+    assert run.result.ret == 0, run.output
+    for_files = {
+        "pytest_runtest_makereport": ["pbs-compliance-backups-html", "pbs-compliance-facts"],
+        "pytest_runtest_logreport": ["pbs-compliance-cases"],
+    }
+    always = {
+        "pytest_runtest_logreport": ["pbs-compliance-outcomes"],
+        "pytest_report_teststatus": ["pbs_compliance"],  # REMEDIATED, for any plugin's fix
+    }
+    expected = {
+        h: sorted(always.get(h, []) + (for_files.get(h, []) if files else []))
+        for h in (
+            "pytest_runtest_makereport",
+            "pytest_runtest_logreport",
+            "pytest_report_teststatus",
+        )
+    }
+    assert seen == [{h: names for h, names in expected.items() if names}]
+
+
 BROKEN_GATHERING = """
 import pbs_compliance.session as session
 
