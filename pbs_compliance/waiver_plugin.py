@@ -5,8 +5,10 @@
   waiver expired gets a line naming it; JUnit properties `waived` and `waiver_expires`.
 - `WaiverPlugin`, registered by the core in a compliance run: a waiver naming a check no module
   declares stops the run (exit 2, at its line) once collection has declared every check; the
-  terminal shows waived cases as WAIVED, and the summary counts waived failures and waivers
-  expiring within 14 days, and names waivers no longer needed, expired or naming a node PVE lacks.
+  summary counts waived failures and waivers expiring within 14 days, and names waivers no
+  longer needed, expired or naming a node PVE lacks.
+- `_WaiverCases`, registered by `WaiverPlugin` only in a run that declares a waiver: each case's
+  decision on its report, shown as WAIVED in the terminal and counted for the summary.
 """
 
 from __future__ import annotations

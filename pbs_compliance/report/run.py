@@ -1,8 +1,9 @@
 """The reports of one compliance run: cases gathered as they finish, files finished at the end.
 
-`RunReports` is a plugin object the core plugin registers in a compliance run. On every process
-it hears each case's report; on the controller (never on an xdist worker) it names the cluster
-in the header and, once pytest and pytest-html have written their files, finishes them:
+`RunReports` is a plugin object the core plugin registers in a compliance run. On the controller
+(never on an xdist worker) it names the cluster in the header, keeps each case's record as its
+report arrives when the run writes a file (`_Cases`, registered for that alone), and, once
+pytest and pytest-html have written their files, finishes them:
 
 - the JUnit file (`--junitxml`): suite named after the cluster, evidence in a failed case's
   system-out, strict xUnit form on request (`report.junit`);
